@@ -1,0 +1,166 @@
+"""The kernel interface the engine uses: ``get_backend(name).prepare(...)`` once, ``forward`` per token.
+
+Backends: ``torch`` (reference; defines the expected results, runs on CPU or CUDA tensors),
+``numba-cpu`` (njit, parallel) and ``numba-cuda`` (numba.cuda; a GPU, or the CUDA simulator with
+``NUMBA_ENABLE_CUDASIM=1`` for tests). All take float32 / float16 / bfloat16 weights.
+
+Semantics (DESIGN.md section 2): rows predicted sparse by Eq. 2 (``alpha * N_pos < N_neg`` on the
+sign bits, see ``signs.py``) skip everything; the others compute ``g = W_gate[i] . x`` (float32
+accumulation) and ``h1 = g if g >= threshold else 0``. With ``actual_sparsity`` a row whose ``h1``
+is 0 also skips ``W_up[i]`` and ``W_down^T[i]``; otherwise ``h3 = h1 * (W_up[i] . x)`` and
+``y += h3[i] * W_down^T[i]`` over the computed rows. ``y`` is accumulated in float32 and returned
+in the input dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+BACKENDS = ("torch", "numba-cpu", "numba-cuda")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# Row status flags (int8, one per input row and weight row) used by the kernels.
+PRED = 1  # predicted sparse: nothing computed
+ZERO = 2  # not predicted, activation exactly 0
+COMP = 4  # W_up row and W_down^T row computed
+
+
+@dataclass
+class Counters:
+    """Per input row (shape (B,), int64): rows predicted sparse, rows not predicted whose activation
+    was exactly 0, and rows whose up and down projections were computed."""
+
+    predicted_sparse: np.ndarray
+    actual_sparse: np.ndarray
+    rows_computed: np.ndarray
+
+    @classmethod
+    def from_status(cls, status: np.ndarray) -> "Counters":
+        """Counters from a (B, k) int8 array of PRED/ZERO/COMP flags."""
+        status = np.asarray(status)
+        return cls(
+            predicted_sparse=((status & PRED) != 0).sum(axis=1).astype(np.int64),
+            actual_sparse=((status & ZERO) != 0).sum(axis=1).astype(np.int64),
+            rows_computed=((status & COMP) != 0).sum(axis=1).astype(np.int64),
+        )
+
+
+@dataclass
+class MLPResult:
+    y: torch.Tensor  # (B, d), x's dtype and device
+    counters: Optional[Counters] = None
+    predicted_mask: Optional[torch.Tensor] = None  # (B, k) bool, True = predicted sparse
+
+
+@dataclass
+class PreparedMLP:
+    """One MLP block's weights in the layouts a backend needs (built once at load time)."""
+
+    backend: str
+    d: int
+    k: int
+    dtype: torch.dtype
+    device: torch.device
+    extra_bytes: int  # bytes of the copies made at load: sign words + W_down^T
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def prepare(self, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> PreparedMLP: ...
+
+    def forward(
+        self,
+        prep: PreparedMLP,
+        x: torch.Tensor,
+        *,
+        alpha: Optional[float],
+        threshold: float = 0.0,
+        actual_sparsity: bool = True,
+        fused: bool = True,
+        with_counters: bool = False,
+        return_mask: bool = False,
+    ) -> MLPResult: ...
+
+    def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor: ...
+
+
+def _cuda_usable() -> bool:
+    import os
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return True
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - no driver, no toolkit: simply unavailable
+        return False
+
+
+def available_backends() -> list[str]:
+    """The backends that can run on this machine."""
+    names = ["torch", "numba-cpu"]
+    if _cuda_usable():
+        names.append("numba-cuda")
+    return names
+
+
+def get_backend(name: str) -> Backend:
+    """A backend by name: "torch", "numba-cpu" or "numba-cuda" (ValueError if unknown or unavailable)."""
+    if name == "torch":
+        from sparseinfer_kernels.reference import TorchBackend
+
+        return TorchBackend()
+    if name == "numba-cpu":
+        from sparseinfer_kernels.cpu import NumbaCPUBackend
+
+        return NumbaCPUBackend()
+    if name == "numba-cuda":
+        if not _cuda_usable():
+            raise ValueError(
+                "backend 'numba-cuda' is unavailable: no CUDA GPU/driver found by numba.cuda "
+                "(set NUMBA_ENABLE_CUDASIM=1 for the slow simulator)"
+            )
+        from sparseinfer_kernels.cuda import NumbaCUDABackend
+
+        return NumbaCUDABackend()
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+# ---- checks shared by the backends -------------------------------------------------------------
+
+
+def check_weights(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> tuple[int, int]:
+    """Validate shapes/dtypes/devices of one MLP's weights; returns (d, k)."""
+    for name, w in (("w_gate", w_gate), ("w_up", w_up), ("w_down", w_down)):
+        if not isinstance(w, torch.Tensor) or w.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D torch tensor")
+        if w.dtype not in DTYPES:
+            raise ValueError(f"{name} has dtype {w.dtype}; use float32, float16 or bfloat16")
+    k, d = w_gate.shape
+    if tuple(w_up.shape) != (k, d):
+        raise ValueError(f"w_up has shape {tuple(w_up.shape)}, expected {(k, d)} like w_gate")
+    if tuple(w_down.shape) != (d, k):
+        raise ValueError(f"w_down has shape {tuple(w_down.shape)}, expected {(d, k)} (nn.Linear layout)")
+    if not (w_gate.dtype == w_up.dtype == w_down.dtype):
+        raise ValueError("w_gate, w_up and w_down must have the same dtype")
+    if not (w_gate.device == w_up.device == w_down.device):
+        raise ValueError("w_gate, w_up and w_down must be on the same device")
+    return d, k
+
+
+def check_input(prep: PreparedMLP, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != prep.d or x.shape[0] < 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a (B, {prep.d}) tensor with B >= 1, got {shape}")
+    if x.dtype != prep.dtype:
+        raise ValueError(f"x has dtype {x.dtype}, the weights {prep.dtype}")
+    if x.device.type != prep.device.type:
+        raise ValueError(f"x is on {x.device}, the weights on {prep.device}")

@@ -1,0 +1,213 @@
+"""The ``numba-cpu`` backend: ``njit(parallel=True, cache=True)`` kernels over CPU torch tensors.
+
+Layouts: ``W_gate`` and ``W_up`` stay as given (row-major (k, d), read one contiguous row per kept
+row), sign words are (k, ceil(d/32)) uint32, ``W_down^T`` is (k, d). Half-precision weights are
+read as 16-bit integer views and widened in registers (``halfbits.py``), so bf16/fp16 move half
+the bytes of float32. Every kernel splits the k rows into one contiguous chunk per thread
+(``prange``); skipped rows cost a byte read of their status. The down projection gives each chunk a
+private float32 accumulator of length d per input row, summed at the end (no atomics). Dot products
+accumulate in float32 with reassociation allowed (vectorised, several partial sums).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
+from sparseinfer_kernels.halfbits import numba_view, popcount32, sign_bit_f32, to_f32
+from sparseinfer_kernels.reference import prepare_common
+from sparseinfer_kernels.signs import nneg_threshold
+
+_FM = {"reassoc", "contract", "nsz"}  # vectorisable float32 reductions; no nnan/ninf assumptions
+_PRED, _ZERO, _COMP = np.int8(PRED), np.int8(ZERO), np.int8(COMP)
+
+
+@njit(cache=True, inline="always")
+def _bounds(c, nch, k):
+    return c * k // nch, (c + 1) * k // nch
+
+
+@njit(cache=True, inline="always", fastmath=_FM)
+def _dot(w, x):
+    acc = np.float32(0.0)
+    for j in range(x.shape[0]):
+        acc += to_f32(w[j]) * x[j]
+    return acc
+
+
+@njit(cache=True)
+def pack_x_signs(x, out):
+    """Sign words (B, nw) uint32 of a (B, d) float32 input (bit j%32 of word j//32; pad bits 0)."""
+    B, d = x.shape
+    for b in range(B):
+        for w in range(out.shape[1]):
+            word = np.uint32(0)
+            for t in range(32):
+                j = w * 32 + t
+                if j < d:
+                    word |= sign_bit_f32(x[b, j]) << np.uint32(t)
+            out[b, w] = word
+
+
+@njit(parallel=True, cache=True)
+def predict_kernel(sign_w, sign_x, nneg_min, status, nch):
+    """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0."""
+    k, nw = sign_w.shape
+    B = sign_x.shape[0]
+    for c in prange(nch):
+        lo, hi = _bounds(c, nch, k)
+        for i in range(lo, hi):
+            for b in range(B):
+                n = 0
+                for w in range(nw):
+                    n += popcount32(sign_w[i, w] ^ sign_x[b, w])
+                status[b, i] = _PRED if n >= nneg_min else np.int8(0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def gate_up_fused_kernel(w_gate, w_up, x, threshold, actual_sparsity, status, h3, nch):
+    """Gate, activation, actual sparsity and up in one pass over the rows not predicted sparse."""
+    k = w_gate.shape[0]
+    B = x.shape[0]
+    thr = np.float32(threshold)
+    for c in prange(nch):
+        lo, hi = _bounds(c, nch, k)
+        for i in range(lo, hi):
+            for b in range(B):
+                if status[b, i] & _PRED:
+                    h3[b, i] = 0.0
+                    continue
+                g = _dot(w_gate[i], x[b])
+                h1 = g if g >= thr else np.float32(0.0)
+                st = np.int8(0)
+                if h1 == 0:
+                    st = _ZERO
+                    if actual_sparsity:
+                        status[b, i] = st
+                        h3[b, i] = 0.0
+                        continue
+                h3[b, i] = h1 * _dot(w_up[i], x[b])
+                status[b, i] = st | _COMP
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def gate_kernel(w_gate, x, threshold, status, h1, nch):
+    """Non-fused step 1: h1 = act(W_gate . x) for rows not predicted sparse (marks ZERO rows)."""
+    k = w_gate.shape[0]
+    B = x.shape[0]
+    thr = np.float32(threshold)
+    for c in prange(nch):
+        lo, hi = _bounds(c, nch, k)
+        for i in range(lo, hi):
+            for b in range(B):
+                if status[b, i] & _PRED:
+                    h1[b, i] = 0.0
+                    continue
+                g = _dot(w_gate[i], x[b])
+                v = g if g >= thr else np.float32(0.0)
+                h1[b, i] = v
+                if v == 0:
+                    status[b, i] = _ZERO
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def up_kernel(w_up, x, actual_sparsity, status, h1, h3, nch):
+    """Non-fused step 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
+    k = w_up.shape[0]
+    B = x.shape[0]
+    for c in prange(nch):
+        lo, hi = _bounds(c, nch, k)
+        for i in range(lo, hi):
+            for b in range(B):
+                st = status[b, i]
+                if (st & _PRED) or (actual_sparsity and (st & _ZERO)):
+                    h3[b, i] = 0.0
+                    continue
+                h3[b, i] = h1[b, i] * _dot(w_up[i], x[b])
+                status[b, i] = st | _COMP
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def down_kernel(w_down_t, h3, status, y, nch):
+    """y[b] = sum over COMP rows i of h3[b, i] * W_down^T[i]; per-chunk float32 partial sums."""
+    k, d = w_down_t.shape
+    B = h3.shape[0]
+    part = np.zeros((nch, B, d), dtype=np.float32)
+    for c in prange(nch):
+        lo, hi = _bounds(c, nch, k)
+        for i in range(lo, hi):
+            for b in range(B):
+                if status[b, i] & _COMP:
+                    v = h3[b, i]
+                    acc = part[c, b]
+                    row = w_down_t[i]
+                    for j in range(d):
+                        acc[j] += v * to_f32(row[j])
+    for b in range(B):
+        for j in range(d):
+            s = np.float32(0.0)
+            for c in range(nch):
+                s += part[c, b, j]
+            y[b, j] = s
+
+
+def _nchunks(k: int) -> int:
+    """One contiguous chunk of rows per Numba thread."""
+    return max(1, min(k, numba.get_num_threads()))
+
+
+class NumbaCPUBackend:
+    name = "numba-cpu"
+
+    def prepare(self, w_gate, w_up, w_down) -> PreparedMLP:
+        if w_gate.device.type != "cpu":
+            raise ValueError(f"numba-cpu needs CPU tensors, got {w_gate.device}")
+        prep = prepare_common(self.name, w_gate, w_up, w_down)
+        st = prep.state
+        st["nb_gate"] = numba_view(st["w_gate"])
+        st["nb_up"] = numba_view(st["w_up"])
+        st["nb_down_t"] = numba_view(st["w_down_t"])
+        st["nb_signs"] = st["signs"].numpy().view(np.uint32)
+        return prep
+
+    def _predict_status(self, prep: PreparedMLP, xf: np.ndarray, alpha: Optional[float]) -> np.ndarray:
+        B = xf.shape[0]
+        status = np.zeros((B, prep.k), dtype=np.int8)
+        if alpha is not None:
+            sx = np.empty((B, prep.state["nb_signs"].shape[1]), dtype=np.uint32)
+            pack_x_signs(xf, sx)
+            predict_kernel(prep.state["nb_signs"], sx, nneg_threshold(alpha, prep.d), status, _nchunks(prep.k))
+        return status
+
+    def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        check_input(prep, x)
+        xf = x.float().contiguous().numpy()
+        status = self._predict_status(prep, xf, alpha)
+        return torch.from_numpy(status.view(np.bool_))  # PRED == 1
+
+    def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
+                actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
+                return_mask: bool = False) -> MLPResult:
+        check_input(prep, x)
+        st = prep.state
+        xf = x.float().contiguous().numpy()
+        B = xf.shape[0]
+        status = self._predict_status(prep, xf, alpha)
+        h3 = np.empty((B, prep.k), dtype=np.float32)
+        thr, as_on, nch = float(threshold), bool(actual_sparsity), _nchunks(prep.k)
+        if fused:
+            gate_up_fused_kernel(st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, nch)
+        else:
+            h1 = np.empty((B, prep.k), dtype=np.float32)
+            gate_kernel(st["nb_gate"], xf, thr, status, h1, nch)
+            up_kernel(st["nb_up"], xf, as_on, status, h1, h3, nch)
+        y = np.empty((B, prep.d), dtype=np.float32)
+        down_kernel(st["nb_down_t"], h3, status, y, nch)
+        counters = Counters.from_status(status) if with_counters else None
+        mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
+        return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)

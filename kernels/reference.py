@@ -1,0 +1,92 @@
+"""The ``torch`` backend: a plain torch implementation that defines the expected results.
+
+Runs on CPU or CUDA tensors. It reads only the rows some input row needs (gathers), upcasts them
+to float32 and multiplies in float32, so it is a reference, not a fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from sparseinfer_kernels.api import (
+    COMP,
+    PRED,
+    ZERO,
+    Counters,
+    MLPResult,
+    PreparedMLP,
+    check_input,
+    check_weights,
+)
+from sparseinfer_kernels.signs import count_negative, nneg_threshold, pack_signs
+
+
+def prepare_common(backend: str, w_gate, w_up, w_down) -> PreparedMLP:
+    """Sign words + W_down^T on the weights' device (the copies every backend makes)."""
+    d, k = check_weights(w_gate, w_up, w_down)
+    signs = pack_signs(w_gate)
+    w_down_t = w_down.t().contiguous()
+    extra = signs.numel() * 4 + w_down_t.numel() * w_down_t.element_size()
+    return PreparedMLP(
+        backend=backend,
+        d=d,
+        k=k,
+        dtype=w_gate.dtype,
+        device=w_gate.device,
+        extra_bytes=extra,
+        state=dict(w_gate=w_gate.contiguous(), w_up=w_up.contiguous(), w_down_t=w_down_t, signs=signs),
+    )
+
+
+def reference_status(prep: PreparedMLP, x: torch.Tensor, alpha: Optional[float], threshold: float,
+                     actual_sparsity: bool):
+    """(status int8 (B,k), h1 float32 (B,k), rows computed by any input row) — the row decisions."""
+    st = prep.state
+    B, k = x.shape[0], prep.k
+    if alpha is None:
+        pred = torch.zeros((B, k), dtype=torch.bool, device=x.device)
+    else:
+        pred = count_negative(st["signs"], pack_signs(x)) >= nneg_threshold(alpha, prep.d)
+    xf = x.float()
+    g = torch.zeros((B, k), dtype=torch.float32, device=x.device)
+    rows = (~pred).any(0).nonzero().squeeze(1)
+    if rows.numel():
+        g[:, rows] = xf @ st["w_gate"][rows].float().t()
+    thr = torch.tensor(threshold, dtype=torch.float32, device=x.device)
+    h1 = torch.where(g >= thr, g, torch.zeros_like(g))
+    h1[pred] = 0.0
+    zero = (~pred) & (h1 == 0)
+    computed = (~pred) & ~zero if actual_sparsity else ~pred
+    status = pred.to(torch.int8) * PRED + zero.to(torch.int8) * ZERO + computed.to(torch.int8) * COMP
+    return status, h1, computed
+
+
+class TorchBackend:
+    name = "torch"
+
+    def prepare(self, w_gate, w_up, w_down) -> PreparedMLP:
+        return prepare_common(self.name, w_gate, w_up, w_down)
+
+    def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        check_input(prep, x)
+        return count_negative(prep.state["signs"], pack_signs(x)) >= nneg_threshold(alpha, prep.d)
+
+    def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
+                actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
+                return_mask: bool = False) -> MLPResult:
+        check_input(prep, x)
+        st = prep.state
+        status, h1, computed = reference_status(prep, x, alpha, float(threshold), actual_sparsity)
+        xf = x.float()
+        y = torch.zeros((x.shape[0], prep.d), dtype=torch.float32, device=x.device)
+        rows = computed.any(0).nonzero().squeeze(1)
+        if rows.numel():
+            u = xf @ st["w_up"][rows].float().t()
+            h3 = torch.where(computed[:, rows], h1[:, rows] * u, torch.zeros_like(u))
+            y = h3 @ st["w_down_t"][rows].float()
+        counters = Counters.from_status(status.cpu().numpy()) if with_counters else None
+        mask = (status & PRED) != 0 if return_mask else None
+        return MLPResult(y=y.to(x.dtype), counters=counters, predicted_mask=mask)
+

@@ -1,0 +1,46 @@
+"""Synthetic MLP weights and decode inputs with a chosen activation sparsity (benchmarks, tests).
+
+Sparsity is built into the data, never faked in a mask: each gate row ``i`` gets a probability
+``p_i`` that an element's sign *disagrees* with the sign of ``x``. Rows meant to be sparse get
+``p_i`` a little above 1/2 (more negative products, so ``g_i < 0`` and the sign predictor sees
+it), the others a little below. Rows with ``p_i`` close to 1/2 are the ones the predictor may
+miss and actual sparsity catches, as in real ReLU-fied models. Magnitudes are Gaussian.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def synthetic_mlp(d: int, k: int, sparsity: float, dtype: torch.dtype = torch.float32, batch: int = 1,
+                  seed: int = 0, margin: float = 0.02, spread: float = 0.10):
+    """(w_gate (k,d), w_up (k,d), w_down (d,k), x (batch,d)) with about `sparsity` of the gate rows negative.
+
+    Sparse rows draw ``p_i`` from ``[0.5 + margin/2, 0.5 + margin/2 + spread]``, dense rows the
+    mirror image below 1/2. Extra input rows (batch > 1) flip 5% of the signs of the first one, so
+    every row has its own mask at about the same sparsity.
+    """
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(d, generator=gen)
+    xs = [x0]
+    for _ in range(1, batch):
+        flip = torch.rand(d, generator=gen) < 0.05
+        xs.append(torch.where(flip, -x0, x0))
+    x = torch.stack(xs)
+    is_sparse = torch.rand(k, generator=gen) < sparsity
+    off = margin / 2 + spread * torch.rand(k, generator=gen)
+    p = torch.where(is_sparse, 0.5 + off, 0.5 - off)
+    scale = d**-0.5
+    w_gate = torch.empty(k, d)
+    step = 1024
+    sx = torch.sign(x0)
+    for r0 in range(0, k, step):
+        r1 = min(k, r0 + step)
+        disagree = torch.rand(r1 - r0, d, generator=gen) < p[r0:r1, None]
+        mag = torch.randn(r1 - r0, d, generator=gen).abs_().mul_(scale)
+        w_gate[r0:r1] = torch.where(disagree, -sx, sx) * mag
+    w_up = torch.randn(k, d, generator=gen).mul_(scale)
+    w_down = torch.randn(d, k, generator=gen).mul_(k**-0.5)
+    return w_gate.to(dtype), w_up.to(dtype), w_down.to(dtype), x.to(dtype)

