@@ -29,7 +29,7 @@ ZERO = 2  # not predicted, activation exactly 0
 COMP = 4  # W_up row and W_down^T row computed
 
 
-@dataclass
+@dataclass(eq=False)
 class Counters:
     """Per input row (shape (B,), int64): rows predicted sparse, rows not predicted whose activation
     was exactly 0, and rows whose up and down projections were computed."""
@@ -37,6 +37,15 @@ class Counters:
     predicted_sparse: np.ndarray
     actual_sparse: np.ndarray
     rows_computed: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counters):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f), getattr(other, f))
+                   for f in ("predicted_sparse", "actual_sparse", "rows_computed"))
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {f: getattr(self, f).tolist() for f in ("predicted_sparse", "actual_sparse", "rows_computed")}
 
     @classmethod
     def from_status(cls, status: np.ndarray) -> "Counters":

@@ -19,7 +19,7 @@ import torch
 from numba import njit, prange
 
 from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
-from sparseinfer_kernels.halfbits import numba_view, popcount32, sign_bit_f32, to_f32
+from sparseinfer_kernels.halfbits import numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 
@@ -56,16 +56,21 @@ def pack_x_signs(x, out):
 
 @njit(parallel=True, cache=True)
 def predict_kernel(sign_w, sign_x, nneg_min, status, nch):
-    """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0."""
+    """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0.
+
+    The words may be uint32 or, when the row has an even number of them, the same bytes viewed as
+    uint64 (half the popcounts; little-endian, so bit order and counts are unchanged)."""
     k, nw = sign_w.shape
     B = sign_x.shape[0]
     for c in prange(nch):
         lo, hi = _bounds(c, nch, k)
         for i in range(lo, hi):
+            row = sign_w[i]
             for b in range(B):
+                xs = sign_x[b]
                 n = 0
                 for w in range(nw):
-                    n += popcount32(sign_w[i, w] ^ sign_x[b, w])
+                    n += popcount(row[w] ^ xs[w])
                 status[b, i] = _PRED if n >= nneg_min else np.int8(0)
 
 
@@ -179,9 +184,12 @@ class NumbaCPUBackend:
         B = xf.shape[0]
         status = np.zeros((B, prep.k), dtype=np.int8)
         if alpha is not None:
-            sx = np.empty((B, prep.state["nb_signs"].shape[1]), dtype=np.uint32)
+            sw = prep.state["nb_signs"]
+            sx = np.empty((B, sw.shape[1]), dtype=np.uint32)
             pack_x_signs(xf, sx)
-            predict_kernel(prep.state["nb_signs"], sx, nneg_threshold(alpha, prep.d), status, _nchunks(prep.k))
+            if sw.shape[1] % 2 == 0:
+                sw, sx = sw.view(np.uint64), sx.view(np.uint64)
+            predict_kernel(sw, sx, nneg_threshold(alpha, prep.d), status, _nchunks(prep.k))
         return status
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:

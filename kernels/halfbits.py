@@ -9,7 +9,7 @@ The integer type says which format the bits are in:
 
 ``to_f32(v)`` turns one element of any of these arrays into a float32 (bf16: shift left 16 and
 bitcast; fp16: bitcast to ``half`` and ``fpext``, which LLVM lowers to ``vcvtph2ps`` with F16C).
-``sign_bit_f32`` and ``popcount32`` are the other two intrinsics the predictor needs.
+``sign_bit_f32`` and ``popcount`` are the other two intrinsics the predictor needs.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def sign_bit_f32(typingctx, value):
 
 
 @intrinsic
-def popcount32(typingctx, value):
+def popcount(typingctx, value):
     """Number of set bits of an integer, as int64 (LLVM ``ctpop``: one ``popcnt`` instruction).
 
     Numba widens ``uint32 ^ uint32`` to 64 bits; the count is the same."""

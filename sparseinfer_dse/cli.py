@@ -34,12 +34,26 @@ def _root(
     """Search per-layer SparseInfer alpha profiles for ReLU-fied LLMs."""
 
 
+_registered = False
+
+
 def _register() -> None:
+    """Attach every command (imported here so that the CLI module itself stays light)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from sparseinfer_dse.inspect_cmd import inspect_command
     from sparseinfer_dse.profile_cmd import profile_app
 
+    from sparseinfer_dse.analyze_cmd import analyze_command
+
     app.command("inspect")(inspect_command)
+    app.command("analyze")(analyze_command)
     app.add_typer(profile_app, name="profile")
+    from sparseinfer_dse.demo.cli import demo_app
+
+    app.add_typer(demo_app, name="demo")
 
 
 def main() -> None:

@@ -17,6 +17,22 @@ TINY = dict(hidden_size=72, intermediate_size=200, num_hidden_layers=3, num_atte
             num_key_value_heads=2, vocab_size=128, max_position_embeddings=256)
 
 
+def char_tokenizer(vocab_size: int = 128):
+    """A char-level fast tokenizer over printable ASCII (ids < vocab_size), for tiny test models."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    for c in map(chr, range(32, 127)):
+        if len(vocab) < vocab_size:
+            vocab[c] = len(vocab)
+    vocab["\n"] = vocab.pop("~")
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
 def build_tiny(kind: str, out: Path, seed: int = 0) -> Path:
     """Save a tiny model of `kind` (llama-relu, sparsellama, mistral, qwen2, llama-silu, gpt2, phi3)."""
     import torch
@@ -37,6 +53,7 @@ def build_tiny(kind: str, out: Path, seed: int = 0) -> Path:
     else:
         raise ValueError(kind)
     model.save_pretrained(out)
+    char_tokenizer().save_pretrained(out)
     if kind == "sparsellama":  # what ProSparse's config.json looks like (custom code, never executed here)
         cfg = json.loads((out / "config.json").read_text())
         cfg.update(model_type="sparsellama", hidden_act="fatrelu", hidden_act_param=0.01,

@@ -1,0 +1,294 @@
+"""Run lm-eval on a (sparsified) model object and boil the results down to one row per task.
+
+`evaluate_tasks(model_or_handle, tokenizer, ["gsm8k", "bbh"], limit=..., data_dir=...)` wraps the
+object in `HFLM(pretrained=model)`, so what lm-eval generates with is exactly the engine's model:
+prefill dense, decode steps sparse with the handle's current profile (the torch backend batches
+with a per-row mask). Each requested task (or group) is one `simple_evaluate` call, so its score
+does not depend on which other tasks were asked for in the same run (lm-eval batches requests
+across all tasks of a call, and batch composition moves scores). lm-eval's response cache is never
+used (`use_cache=None`): its key has no model identity, so profiles would share answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from sparseinfer_dse.errors import UserError
+
+DEFAULT_SEED = 1234
+DEMO_TASK = "demo_arith"
+# preferred primary metric per result row, first match wins
+PRIMARY_METRICS = (
+    "exact_match,strict-match",
+    "exact_match,get-answer",
+    "exact_match,flexible-extract",
+    "exact_match,none",
+    "acc,none",
+    "acc_norm,none",
+)
+
+
+def parse_tasks(text: str | Sequence[str]) -> list[str]:
+    """'gsm8k, bbh' -> ['gsm8k', 'bbh'] (order kept, duplicates dropped)."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for p in (p.strip() for p in parts):
+        if p and p not in out:
+            out.append(p)
+    if not out:
+        raise UserError("--tasks is empty; name at least one task (e.g. gsm8k, bbh, demo_arith)")
+    return out
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = None,
+                       include_path: Sequence[Path | str] = ()) -> Any:
+    """A TaskManager that knows every name in `tasks`, or a one-line UserError.
+
+    gsm8k*/bbh* names run from `data_dir` when given; `demo_arith` from the demo package; any other
+    name needs lm-eval's built-in index (about 12 s to build) and, usually, the hub.
+    """
+    from lm_eval.tasks import TaskManager
+
+    from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, check_data_dir, offline_task_dir
+
+    paths: list[str] = [str(p) for p in include_path]
+    offline_known: set[str] = set()
+    if DEMO_TASK in tasks:
+        from sparseinfer_dse.demo import task_include_path
+
+        paths.append(task_include_path())
+        offline_known.add(DEMO_TASK)
+    builtin = builtin_offline_tasks()
+    if data_dir is not None:
+        check_data_dir(data_dir, tasks)
+        paths.append(str(offline_task_dir(data_dir)))
+        offline_known |= set(builtin)
+    else:
+        hub_only = [t for t in tasks if t in builtin]
+        if hub_only and _offline_env():
+            raise UserError(
+                f"{hub_only[0]} reads its documents from the Hugging Face hub, which is switched off here "
+                "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); pass --data-dir with gsm8k/ and bbh/ files (e.g. ../shared/data)"
+            )
+    need_defaults = any(t not in offline_known for t in tasks)
+    if not need_defaults:
+        # include paths listed by the caller may define extra tasks: check them without the defaults
+        tm = TaskManager(include_path=paths or None, include_defaults=False)
+        if all(t in tm.all_tasks for t in tasks):
+            return tm
+    tm = TaskManager(include_path=paths or None, include_defaults=True)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], tm.all_tasks, n=3)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise UserError(f"unknown lm-eval task {unknown[0]!r}{hint}")
+    return tm
+
+
+def _number(v: Any) -> Optional[float]:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _metrics_of(row: dict) -> dict[str, dict[str, Optional[float]]]:
+    """{'exact_match,strict-match': {'value': .., 'stderr': ..}, ...} from one lm-eval results row."""
+    out: dict[str, dict[str, Optional[float]]] = {}
+    for key, val in row.items():
+        if key in ("alias", "name", "sample_len", "samples") or "_stderr," in key:
+            continue
+        if _number(val) is None:
+            continue
+        name, _, flt = key.partition(",")
+        out[key] = {"value": _number(val), "stderr": _number(row.get(f"{name}_stderr,{flt}"))}
+    return out
+
+
+def primary_metric(metrics: dict[str, Any]) -> Optional[str]:
+    for m in PRIMARY_METRICS:
+        if m in metrics:
+            return m
+    return next(iter(metrics), None)
+
+
+def _row(results: dict, name: str, n: int, seconds: Optional[float] = None) -> dict:
+    metrics = _metrics_of(results["results"].get(name, {}))
+    key = primary_metric(metrics)
+    row: dict[str, Any] = {
+        "metric": key,
+        "value": metrics[key]["value"] if key else None,
+        "stderr": metrics[key]["stderr"] if key else None,
+        "n": n,
+        "metrics": metrics,
+    }
+    if seconds is not None:
+        row["seconds"] = round(seconds, 2)
+    return row
+
+
+def _leaves(results: dict, name: str) -> list[str]:
+    subs = results.get("group_subtasks", {})
+    if name not in subs:
+        return [name]
+    out: list[str] = []
+    for s in subs[name]:
+        out.extend(_leaves(results, s))
+    return out
+
+
+def summarize(results: dict, name: str, seconds: Optional[float] = None) -> dict:
+    """The row for one requested task or group; a group also gets a row per leaf under 'subtasks'."""
+    nsamp = results.get("n-samples", {})
+
+    def n_of(leaf: str) -> int:
+        s = nsamp.get(leaf, {})
+        return int(s.get("effective", s.get("original", 0)))
+
+    leaves = _leaves(results, name)
+    row = _row(results, name, sum(n_of(x) for x in leaves), seconds)
+    if leaves != [name]:
+        row["subtasks"] = {x: _row(results, x, n_of(x)) for x in leaves}
+    return row
+
+
+def _model_of(target: Any) -> Any:
+    """An nn.Module from a SparsifiedModel handle, a LoadedModel or a model."""
+    from torch import nn
+
+    if isinstance(target, nn.Module):
+        return target
+    inner = getattr(target, "model", None)
+    if isinstance(inner, nn.Module):
+        return inner
+    raise TypeError(f"expected a model, a LoadedModel or a SparsifiedModel, got {type(target).__name__}")
+
+
+@contextmanager
+def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "lm_eval.evaluator", "lm_eval.models.huggingface")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.setLevel(lvl)
+
+
+@contextmanager
+def _task_controls_length(model: Any) -> Iterator[None]:
+    """Let the task's max_gen_toks decide: a checkpoint's generation_config.max_new_tokens would win
+    over the max_length lm-eval passes to generate(), so it is unset for the evaluation."""
+    gc = getattr(model, "generation_config", None)
+    saved = getattr(gc, "max_new_tokens", None)
+    if saved is not None:
+        gc.max_new_tokens = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            gc.max_new_tokens = saved
+
+
+def _friendly(exc: BaseException, task: str) -> Optional[str]:
+    text = f"{type(exc).__name__}: {exc}"
+    low = text.lower()
+    if any(s in low for s in ("offline", "couldn't reach", "connection", "hub", "not find dataset", "datasetnotfound")):
+        return (f"task {task}: its data set could not be loaded ({text.splitlines()[0][:160]}); offline, pass "
+                "--data-dir (gsm8k/bbh) or a task whose data is local")
+    return None
+
+
+def run_lm_eval(model: Any, tokenizer: Any, task: str, *, task_manager: Any, limit: Optional[int],
+                num_fewshot: Optional[int], batch_size: int, seed: int,
+                gen_kwargs: Optional[dict] = None, log_samples: bool = False, verbose: bool = False) -> dict:
+    """One `simple_evaluate` call on one task/group with the given model object; lm-eval's raw results."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    with _quiet_lm_eval(verbose), _task_controls_length(model):
+        try:
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=[task], task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
+                batch_size=batch_size, use_cache=None, cache_requests=False, log_samples=log_samples,
+                gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - turn data-loading failures into one line
+            msg = _friendly(exc, task)
+            if msg:
+                raise UserError(msg) from None
+            raise
+    if res is None:
+        raise RuntimeError("lm-eval returned no results (not rank 0?)")
+    return res
+
+
+def write_results(res: dict, out_dir: Path | str) -> Path:
+    """lm-eval's results JSON (samples apart) and one samples_<task>.jsonl per leaf task."""
+    from lm_eval.utils import handle_non_serializable
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = res.get("samples") or {}
+    body = {k: v for k, v in res.items() if k != "samples"}
+    (out / "results.json").write_text(json.dumps(body, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
+    for task_name, rows in samples.items():
+        with open(out / f"samples_{task_name}.jsonl", "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, default=handle_non_serializable, ensure_ascii=False) + "\n")
+    return out
+
+
+def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | str, limit: Optional[int] = None,
+                   num_fewshot: Optional[int] = None, batch_size: int = 1, data_dir: Optional[Path | str] = None,
+                   seed: int = DEFAULT_SEED, *, out_dir: Optional[Path | str] = None, dense: bool = False,
+                   gen_kwargs: Optional[dict] = None, task_manager: Any = None, verbose: bool = False,
+                   raw: Optional[dict] = None) -> dict[str, dict]:
+    """Evaluate the model as it is now (a SparsifiedModel runs its current profile) on each task.
+
+    Returns {task: {metric, value, stderr, n, metrics, seconds[, subtasks]}} with `value` and
+    `stderr` as fractions (0..1). `dense=True` runs a SparsifiedModel with the engine switched off
+    (the original MLPs). `out_dir` receives lm-eval's results JSON and samples per task
+    (`out_dir/<task>/`). `raw`, if given, is filled with lm-eval's full results per task.
+    """
+    names = parse_tasks(tasks)
+    if task_manager is None:
+        task_manager = build_task_manager(names, data_dir)
+    model = _model_of(handle_or_model)
+    switch = handle_or_model.options_set(enabled=False) if dense and hasattr(handle_or_model, "options_set") else nullcontext()
+    out: dict[str, dict] = {}
+    with switch:
+        for name in names:
+            t0 = time.perf_counter()
+            res = run_lm_eval(model, tokenizer, name, task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
+                              batch_size=batch_size, seed=seed, gen_kwargs=gen_kwargs,
+                              log_samples=out_dir is not None, verbose=verbose)
+            secs = time.perf_counter() - t0
+            out[name] = summarize(res, name, secs)
+            if out_dir is not None:
+                write_results(res, Path(out_dir) / name)
+            if raw is not None:
+                raw[name] = res
+    return out
