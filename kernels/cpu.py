@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import types as pytypes
+
 import numba
 import numpy as np
 import torch
@@ -54,8 +56,7 @@ def pack_x_signs(x, out):
             out[b, w] = word
 
 
-@njit(parallel=True, cache=True)
-def predict_kernel(sign_w, sign_x, nneg_min, status, nch):
+def _predict_body(sign_w, sign_x, nneg_min, status, nch):
     """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0.
 
     The words may be uint32 or, when the row has an even number of them, the same bytes viewed as
@@ -74,8 +75,7 @@ def predict_kernel(sign_w, sign_x, nneg_min, status, nch):
                 status[b, i] = _PRED if n >= nneg_min else np.int8(0)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
-def gate_up_fused_kernel(w_gate, w_up, x, threshold, actual_sparsity, status, h3, nch):
+def _gate_up_fused_body(w_gate, w_up, x, threshold, actual_sparsity, status, h3, nch):
     """Gate, activation, actual sparsity and up in one pass over the rows not predicted sparse."""
     k = w_gate.shape[0]
     B = x.shape[0]
@@ -100,8 +100,7 @@ def gate_up_fused_kernel(w_gate, w_up, x, threshold, actual_sparsity, status, h3
                 status[b, i] = st | _COMP
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
-def gate_kernel(w_gate, x, threshold, status, h1, nch):
+def _gate_body(w_gate, x, threshold, status, h1, nch):
     """Non-fused step 1: h1 = act(W_gate . x) for rows not predicted sparse (marks ZERO rows)."""
     k = w_gate.shape[0]
     B = x.shape[0]
@@ -120,8 +119,7 @@ def gate_kernel(w_gate, x, threshold, status, h1, nch):
                     status[b, i] = _ZERO
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
-def up_kernel(w_up, x, actual_sparsity, status, h1, h3, nch):
+def _up_body(w_up, x, actual_sparsity, status, h1, h3, nch):
     """Non-fused step 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
     k = w_up.shape[0]
     B = x.shape[0]
@@ -137,8 +135,7 @@ def up_kernel(w_up, x, actual_sparsity, status, h1, h3, nch):
                 status[b, i] = st | _COMP
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
-def down_kernel(w_down_t, h3, status, y, nch):
+def _down_body(w_down_t, h3, status, y, nch):
     """y[b] = sum over COMP rows i of h3[b, i] * W_down^T[i]; per-chunk float32 partial sums."""
     k, d = w_down_t.shape
     B = h3.shape[0]
@@ -161,9 +158,33 @@ def down_kernel(w_down_t, h3, status, y, nch):
             y[b, j] = s
 
 
-def _nchunks(k: int) -> int:
-    """One contiguous chunk of rows per Numba thread."""
-    return max(1, min(k, numba.get_num_threads()))
+def _jit(body, parallel: bool):
+    """njit a kernel body, parallel (prange over chunks) or serial (prange is range).
+
+    Each variant is a copy of the body under its own name, so the two get separate cache files."""
+    name = body.__name__.replace("_body", "_par" if parallel else "_ser").lstrip("_")
+    func = pytypes.FunctionType(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+    func.__qualname__ = name
+    func.__doc__ = body.__doc__
+    return njit(parallel=parallel, cache=True, fastmath=_FM)(func)
+
+
+KERNELS = {
+    parallel: {
+        name: _jit(body, parallel)
+        for name, body in (("predict", _predict_body), ("gate_up_fused", _gate_up_fused_body), ("gate", _gate_body),
+                           ("up", _up_body), ("down", _down_body))
+    }
+    for parallel in (True, False)
+}
+SERIAL_BELOW = 1 << 18  # weight elements x batch rows under which one thread beats a fork/join
+
+
+def _plan(k: int, d: int, batch: int):
+    """(kernel table, number of row chunks) for one call."""
+    if k * d * batch < SERIAL_BELOW or numba.get_num_threads() == 1:
+        return KERNELS[False], 1
+    return KERNELS[True], max(1, min(k, numba.get_num_threads()))
 
 
 class NumbaCPUBackend:
@@ -189,7 +210,8 @@ class NumbaCPUBackend:
             pack_x_signs(xf, sx)
             if sw.shape[1] % 2 == 0:
                 sw, sx = sw.view(np.uint64), sx.view(np.uint64)
-            predict_kernel(sw, sx, nneg_threshold(alpha, prep.d), status, _nchunks(prep.k))
+            kern, nch = _plan(prep.k, prep.d // 32 + 1, B)
+            kern["predict"](sw, sx, nneg_threshold(alpha, prep.d), status, nch)
         return status
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -207,15 +229,16 @@ class NumbaCPUBackend:
         B = xf.shape[0]
         status = self._predict_status(prep, xf, alpha)
         h3 = np.empty((B, prep.k), dtype=np.float32)
-        thr, as_on, nch = float(threshold), bool(actual_sparsity), _nchunks(prep.k)
+        thr, as_on = float(threshold), bool(actual_sparsity)
+        kern, nch = _plan(prep.k, prep.d, B)
         if fused:
-            gate_up_fused_kernel(st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, nch)
+            kern["gate_up_fused"](st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, nch)
         else:
             h1 = np.empty((B, prep.k), dtype=np.float32)
-            gate_kernel(st["nb_gate"], xf, thr, status, h1, nch)
-            up_kernel(st["nb_up"], xf, as_on, status, h1, h3, nch)
+            kern["gate"](st["nb_gate"], xf, thr, status, h1, nch)
+            kern["up"](st["nb_up"], xf, as_on, status, h1, h3, nch)
         y = np.empty((B, prep.d), dtype=np.float32)
-        down_kernel(st["nb_down_t"], h3, status, y, nch)
+        kern["down"](st["nb_down_t"], h3, status, y, nch)
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
         return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)

@@ -54,6 +54,9 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
 
 
 if __name__ == "__main__":  # python -m sparseinfer_kernels.cuda_ptx
+    from numba import cuda
+
+    print(f"implementation {cuda.implementation}")
     for cc in ((8, 0), (9, 0)):
         ptxs = compile_all(cc)
         print(f"sm_{cc[0]}{cc[1]}: " + ", ".join(f"{k} ({len(v)} chars)" for k, v in ptxs.items()))

@@ -44,3 +44,34 @@ def synthetic_mlp(d: int, k: int, sparsity: float, dtype: torch.dtype = torch.fl
     w_up = torch.randn(k, d, generator=gen).mul_(scale)
     w_down = torch.randn(d, k, generator=gen).mul_(k**-0.5)
     return w_gate.to(dtype), w_up.to(dtype), w_down.to(dtype), x.to(dtype)
+
+
+def random_case(d: int, k: int, batch: int = 1, dtype: torch.dtype = torch.float32, threshold: float = 0.0,
+                seed: int = 0, rel_margin: float = 0.01):
+    """Random (w_gate, w_up, w_down, x) for exactness tests: no gate pre-activation of any input row
+    lies within ``rel_margin`` (relative to their spread) of 0 or of ``threshold``, so float32
+    summation order cannot flip an activation, and for a positive threshold a good share of them
+    falls in ``[0, threshold)`` (rows that only actual sparsity catches). ``x`` contains ``-0.0``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, d, generator=gen)
+    x[:, :: max(1, d // 5)] = -0.0  # signed zeros count as negative signs
+    x = x.to(dtype)
+    sigma = 4.0 * threshold if threshold > 0 else 1.0  # spread of g
+    xn = x.double()
+    scale = sigma / float(xn.norm(dim=1).mean())
+    margin = rel_margin * sigma
+    w_gate = (torch.randn(k, d, generator=gen) * scale).to(dtype)
+    for _ in range(200):
+        g = w_gate.double() @ xn.t()  # (k, batch), exact enough for the margin test
+        bad = ((g.abs() < margin) | ((g - threshold).abs() < margin)).any(dim=1)
+        if not bool(bad.any()):
+            break
+        n_bad = int(bad.sum())
+        w_gate[bad] = (torch.randn(n_bad, d, generator=gen) * scale).to(dtype)
+    else:  # pragma: no cover - would need an absurd margin
+        raise RuntimeError("random_case: could not keep pre-activations away from the boundaries")
+    w_up = (torch.randn(k, d, generator=gen) * d**-0.5).to(dtype)
+    w_down = (torch.randn(d, k, generator=gen) * k**-0.5).to(dtype)
+    w_gate[0, 0] = -0.0  # a signed zero in the weights too
+    return w_gate, w_up, w_down, x

@@ -43,17 +43,25 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
+    from sparseinfer_dse.analyze_cmd import analyze_command
+    from sparseinfer_dse.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.demo.cli import demo_app
+    from sparseinfer_dse.eval_cmd import eval_command
     from sparseinfer_dse.inspect_cmd import inspect_command
     from sparseinfer_dse.profile_cmd import profile_app
+    from sparseinfer_dse.search_cmd import export_command, report_command, search_command
 
-    from sparseinfer_dse.analyze_cmd import analyze_command
-
-    app.command("inspect")(inspect_command)
-    app.command("analyze")(analyze_command)
+    app.command("search", short_help="Search alpha profiles for the Pareto front of (latency, accuracy).")(search_command)
+    app.command("export", short_help="Export a profile from a search (fastest within an accuracy loss, ...).")(export_command)
+    app.command("report", short_help="Redraw a search's HTML report and plots.")(report_command)
+    app.command("eval", short_help="lm-eval accuracy (and KL proxy) of a model under a profile, vs dense.")(eval_command)
+    app.command("analyze", short_help="Per-layer sparsity and predictor precision/recall on real prompts.")(analyze_command)
+    app.command("inspect", short_help="Describe a model and whether SparseInfer applies to it.")(inspect_command)
     app.add_typer(profile_app, name="profile")
-    from sparseinfer_dse.demo.cli import demo_app
-
     app.add_typer(demo_app, name="demo")
+    bench_app = typer.Typer(help="Benchmarks: kernels and whole-model decode latency.", no_args_is_help=True)
+    bench_app.command("kernels")(bench_kernels_command)
+    app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

@@ -163,7 +163,8 @@ def eval_command(
                                     out_dir=(out / "dense") if out else None, gen_kwargs=gen_kwargs,
                                     task_manager=tm, verbose=verbose)
         for n, r in dense_rows.items():
-            _say(f"dense baseline {n}: {'cached' if r['cached'] else f'evaluated in {r.get(chr(115) + 'econds', 0):.1f}s'}")
+            how = "from the cache" if r["cached"] else f"evaluated in {r.get('seconds') or 0:.1f}s"
+            _say(f"dense baseline {n}: {how}")
 
     _say("sparse: evaluating with the profile")
     rows = evaluate_tasks(handle, loaded.tokenizer, names, limit, num_fewshot, batch_size, data_dir, seed,

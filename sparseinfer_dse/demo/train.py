@@ -48,6 +48,7 @@ class Recipe:
     beta2: float = 0.98
     grad_clip: float = 1.0
     bos_prob: float = 0.5  # prepend <s> to half the examples: works whether a caller adds bos or not
+    prompt_loss_weight: float = 1.0  # loss weight of question tokens (completion and </s> weigh 1)
     # tokenizer: byte-level BPE (digits split one per token) trained on this many train problems
     tokenizer_problems: int = 20000
     threads: int = 2
@@ -136,32 +137,39 @@ def _lr_at(step: int, r: Recipe) -> float:
 
 
 def _batch(problems: Sequence[D.Problem], tok, rng: random.Random, bos_prob: float):
-    """Right-padded input ids and labels (loss on the completion and </s> only)."""
+    """Right-padded input ids, labels (-100 on padding) and 0/1 completion flags per label."""
     prompts = tok.encode_batch([_training_text(p)[0] for p in problems])
     comps = tok.encode_batch([_training_text(p)[1] for p in problems])
-    seqs, labs = [], []
+    seqs, labs, flags = [], [], []
     for pe, ce in zip(prompts, comps):
         pre = [1] if rng.random() < bos_prob else []
-        ids = pre + pe.ids + ce.ids + [2]
-        lab = [-100] * (len(pre) + len(pe.ids)) + ce.ids + [2]
-        seqs.append(ids)
-        labs.append(lab)
+        seqs.append(pre + pe.ids + ce.ids + [2])
+        labs.append([-100] * len(pre) + pe.ids + ce.ids + [2])
+        flags.append([0] * (len(pre) + len(pe.ids)) + [1] * (len(ce.ids) + 1))
     n = max(map(len, seqs))
     x = torch.zeros((len(seqs), n), dtype=torch.long)
     y = torch.full((len(seqs), n), -100, dtype=torch.long)
-    for i, (s, l) in enumerate(zip(seqs, labs)):
+    c = torch.zeros((len(seqs), n), dtype=torch.bool)
+    for i, (s, l, f) in enumerate(zip(seqs, labs, flags)):
         x[i, : len(s)] = torch.tensor(s)
         y[i, : len(l)] = torch.tensor(l)
-    return x, y
+        c[i, : len(f)] = torch.tensor(f, dtype=torch.bool)
+    return x, y, c
 
 
-def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy on labelled positions only (the LM head runs on those alone)."""
+def _loss(model, x: torch.Tensor, y: torch.Tensor, comp: torch.Tensor, prompt_weight: float):
+    """Next-token cross-entropy (weighted mean; question tokens weigh `prompt_weight`), and the
+    completion-only loss for the log. The LM head runs on labelled positions only."""
     hidden = model.model(input_ids=x, use_cache=False).last_hidden_state[:, :-1]
-    target = y[:, 1:]
+    target, c = y[:, 1:], comp[:, 1:]
     keep = target != -100
+    if prompt_weight == 0:
+        keep = keep & c
     logits = model.lm_head(hidden[keep])
-    return torch.nn.functional.cross_entropy(logits.float(), target[keep])
+    nll = torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="none")
+    ck = c[keep]
+    w = torch.where(ck, 1.0, prompt_weight)
+    return (nll * w).sum() / w.sum(), nll.detach()[ck].mean()
 
 
 BUCKET_BATCHES = 8
@@ -329,13 +337,13 @@ def train(r: Recipe, progress: Optional[Callable[[int, float], None]] = None, lo
             g["lr"] = _lr_at(step, r)
         if not pending:  # length-bucketed batches: less padding, same problems in the same order
             pending = _bucketed(stream, tok, r.batch_size, BUCKET_BATCHES, brng)
-        x, y = _batch(pending.pop(), tok, brng, r.bos_prob)
-        loss = _loss(model, x, y)
+        x, y, comp = _batch(pending.pop(), tok, brng, r.bos_prob)
+        loss, comp_loss = _loss(model, x, y, comp, r.prompt_loss_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        lv = float(loss.detach())
+        lv = float(comp_loss)  # the logged loss: completion tokens only
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if progress:
             progress(step, ema)
@@ -452,7 +460,8 @@ def make_card(r: Recipe, model, train_seconds: float, ev: dict, history: list) -
             "split": f"SHA-256 of (family + worked equations) mod {D.SPLIT_BUCKETS}: bucket 0 held out",
             "heldout_file": "sparseinfer_dse/demo/data/heldout.jsonl",
             "prompt": D.PROMPT_TEMPLATE,
-            "loss": "completion tokens and </s> only; <s> prepended to a random half of the examples",
+            "loss": f"next-token cross-entropy on question (weight {r.prompt_loss_weight}) and worked answer + </s> "
+                    f"(weight 1); <s> prepended to a random {r.bos_prob:.0%} of the examples",
         },
         "results": {"dense_greedy": ev},
         "training": {"seconds": round(train_seconds, 1), "machine": _machine(), "history": history},

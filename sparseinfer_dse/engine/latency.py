@@ -244,6 +244,8 @@ def _collect_layers(handle: Any, model: nn.Module, workload: Workload, variant: 
             rows = max(tok * layer.k, 1)
             if mode == "relu":
                 row["relu_sparsity"] = act / rows
+            elif tok == 0:  # alpha None: the layer ran its dense module, nothing skipped
+                row.update(tokens=0, predicted_sparsity=0.0, actual_sparsity=0.0, skipped=0.0)
             else:
                 row.update(tokens=tok, predicted_sparsity=pred / rows, actual_sparsity=act / rows,
                            skipped=1.0 - comp / rows)
@@ -417,8 +419,10 @@ def set_threads(n: int) -> None:
     if n > numba.config.NUMBA_NUM_THREADS:
         raise UserError(f"--threads {n} exceeds Numba's maximum here ({numba.config.NUMBA_NUM_THREADS}; "
                         "set NUMBA_NUM_THREADS before starting to raise it)")
-    torch.set_num_threads(n)
+    # Numba first: starting its OpenMP pool can reset the OpenMP thread count torch reads when both
+    # share one libgomp, so torch's setting has to come after.
     numba.set_num_threads(n)
+    torch.set_num_threads(n)
 
 
 def _profile_info(handle: Any) -> Optional[dict[str, Any]]:

@@ -81,7 +81,17 @@ def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = No
                 f"{hub_only[0]} reads its documents from the Hugging Face hub, which is switched off here "
                 "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); pass --data-dir with gsm8k/ and bbh/ files (e.g. ../shared/data)"
             )
-    need_defaults = any(t not in offline_known for t in tasks)
+    rest = [t for t in tasks if t not in offline_known]
+    if rest:
+        # building lm-eval's full index takes 12-30 s: first rule out names no task file mentions
+        missing = _not_mentioned(rest, paths)
+        if missing:
+            import difflib
+
+            near = difflib.get_close_matches(missing[0], sorted(set(builtin) | {DEMO_TASK}), n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise UserError(f"unknown lm-eval task {missing[0]!r}{hint}")
+    need_defaults = bool(rest)
     if not need_defaults:
         # include paths listed by the caller may define extra tasks: check them without the defaults
         tm = TaskManager(include_path=paths or None, include_defaults=False)
@@ -96,6 +106,24 @@ def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = No
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"unknown lm-eval task {unknown[0]!r}{hint}")
     return tm
+
+
+def _not_mentioned(names: Sequence[str], extra_dirs: Sequence[str]) -> list[str]:
+    """Names that appear in no task YAML of lm-eval or of `extra_dirs` (so surely unknown)."""
+    from sparseinfer_dse.eval.offline_tasks import lm_eval_tasks_dir
+
+    left = {n: n.encode() for n in names}
+    for root in [lm_eval_tasks_dir(), *map(Path, extra_dirs)]:
+        for f in root.glob("**/*.yaml"):
+            if not left:
+                return []
+            try:
+                blob = f.read_bytes()
+            except OSError:
+                continue
+            for n in [n for n, b in left.items() if b in blob]:
+                del left[n]
+    return [n for n in names if n in left]
 
 
 def _number(v: Any) -> Optional[float]:
@@ -142,7 +170,7 @@ def _row(results: dict, name: str, n: int, seconds: Optional[float] = None) -> d
 
 def _leaves(results: dict, name: str) -> list[str]:
     subs = results.get("group_subtasks", {})
-    if name not in subs:
+    if not subs.get(name):
         return [name]
     out: list[str] = []
     for s in subs[name]:
@@ -224,8 +252,8 @@ def run_lm_eval(model: Any, tokenizer: Any, task: str, *, task_manager: Any, lim
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     with _quiet_lm_eval(verbose), _task_controls_length(model):
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[task], task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
@@ -284,7 +312,7 @@ def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | 
             t0 = time.perf_counter()
             res = run_lm_eval(model, tokenizer, name, task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
                               batch_size=batch_size, seed=seed, gen_kwargs=gen_kwargs,
-                              log_samples=out_dir is not None, verbose=verbose)
+                              log_samples=out_dir is not None or raw is not None, verbose=verbose)
             secs = time.perf_counter() - t0
             out[name] = summarize(res, name, secs)
             if out_dir is not None:

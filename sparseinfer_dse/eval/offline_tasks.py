@@ -70,8 +70,33 @@ def _load(path: Path) -> dict:
 
 @lru_cache(maxsize=None)
 def builtin_offline_tasks() -> dict[str, BuiltinTask]:
-    """Every built-in task/group in lm-eval's gsm8k/ and bbh/ folders that reads GSM8K or BBH."""
+    """Every built-in task/group in lm-eval's gsm8k/ and bbh/ folders that reads GSM8K or BBH.
+
+    Scanning takes a few seconds; the result is kept in the cache folder per lm-eval install."""
+    import lm_eval
+
     root = lm_eval_tasks_dir()
+    key = hashlib.sha256(json.dumps([str(root), lm_eval.__version__, GENERATOR_VERSION]).encode()).hexdigest()[:16]
+    index = cache_root() / "lm_eval_tasks" / f"index-{key}.json"
+    try:
+        rows = json.loads(index.read_text())
+        found = {r["name"]: BuiltinTask(r["name"], r["kind"], Path(r["yaml_path"]), r["source"], r["subset"],
+                                        tuple(r["members"])) for r in rows}
+        if all(t.yaml_path.is_file() for t in found.values()):
+            return found
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = _scan(root)
+    rows = [{"name": t.name, "kind": t.kind, "yaml_path": str(t.yaml_path), "source": t.source, "subset": t.subset,
+             "members": list(t.members)} for t in found.values()]
+    try:
+        _write_atomic(index, json.dumps(rows, indent=1))
+    except OSError:
+        pass
+    return found
+
+
+def _scan(root: Path) -> dict[str, BuiltinTask]:
     found: dict[str, BuiltinTask] = {}
     groups: list[tuple[str, Path, list]] = []
     for sub in _SCAN_DIRS:

@@ -295,7 +295,7 @@ class DenseReference:
         nll_sum = 0.0
         for (_, c), lp in zip(samples, logprobs):
             tgt = torch.tensor(c[1:])
-            nll_sum -= float(lp.float().gather(1, tgt[:, None]).sum())
+            nll_sum -= float(lp.float().gather(1, tgt[:, None]).double().sum())
         return cls(calibration.name, samples, logprobs, batch_size, pad, nll_sum / n_pos, n_pos, secs,
                    {"max_prompt_tokens": max_prompt_tokens, "max_continuation_tokens": max_continuation_tokens})
 

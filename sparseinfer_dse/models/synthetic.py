@@ -53,8 +53,8 @@ class SyntheticRecipe:
     sparse_rows: float = 0.9  # fraction of gate rows biased negative along u
     # per-row margin |E[W_gate[i] . x]| in units of its noise std, uniform in [lo, hi]: rows meant to
     # be sparse, and the others (a wider margin keeps the predictor's precision high, as in ProSparse)
-    sparse_margin: tuple[float, float] = (1.0, 4.0)
-    dense_margin: tuple[float, float] = (2.0, 5.0)
+    sparse_margin: tuple[float, float] = (2.0, 5.0)
+    dense_margin: tuple[float, float] = (2.5, 5.0)
     residual_budget: float = 0.25  # rms added to the residual by all attention + MLP outputs together
 
 
@@ -183,6 +183,27 @@ def build_synthetic(name: str = "synthetic-7b", *, layers: Optional[int] = None,
     model.eval()
     model.generation_config.pad_token_id = cfg.pad_token_id
     return model, tok
+
+
+def load_synthetic(spec: Any, *, tokenizer: bool = True, seed: int = 0) -> Any:
+    """A LoadedModel for a ModelSpec whose `model` is a synthetic name ('synthetic-7b:L2'): built in
+    memory on the CPU in spec.dtype (auto = float32), then moved to spec.device. What `load_model`
+    returns for such names."""
+    from sparseinfer_dse.models.discovery import discover_mlps
+    from sparseinfer_dse.models.identity import ModelIdentity, config_hash
+    from sparseinfer_dse.models.loading import LoadedModel, Source, resolve_device, resolve_dtype
+
+    parse_synthetic_name(spec.model)
+    if spec.gguf_file:
+        raise UserError("--gguf-file does not apply to a synthetic model")
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype)
+    model, tok = build_synthetic(spec.model, dtype=torch.float32 if dtype == "auto" else dtype, seed=seed)
+    model = model.to(device)
+    mlps = discover_mlps(model)
+    identity = ModelIdentity(spec.model, config_hash(model.config), len(mlps))
+    return LoadedModel(spec, Source("synthetic", spec.model), model, model.config, mlps, identity, device,
+                       tok if tokenizer else None, [f"synthetic random weights (seed {seed}), not a trained model"])
 
 
 def weight_bytes(model: Any) -> dict[str, int]:

@@ -1,0 +1,133 @@
+"""Scores one alpha profile for the search: latency on the device, proxy fidelity, lm-eval accuracy.
+
+The model is loaded and sparsified once; each trial only switches the profile (`set_profile`). The
+latency workload (dense prefill caches, fixed token sequences) and the dense proxy reference are
+built once and reused by every trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from sparseinfer_dse.errors import UserError
+
+PROXY_METRICS = ("kl", "top1")
+
+
+@dataclass
+class EvalSettings:
+    tasks: tuple[str, ...] = ()
+    limit: Optional[int] = None
+    num_fewshot: Optional[int] = None
+    batch_size: int = 16
+    data_dir: Optional[Path] = None
+    seed: int = 1234
+    calibration: Optional[str] = None
+    calibration_samples: int = 32
+    proxy_metric: str = "kl"
+    latency_tokens: int = 16
+    latency_prompts: int = 2
+    latency_repeats: int = 3
+
+
+def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
+    """Half-width of a ~95% interval of a median latency, from its p10/p90 and sample count."""
+    sigma = (res[f"{prefix}_p90_ms"] - res[f"{prefix}_p10_ms"]) / 2.563
+    n = max(int(res.get("variants", {}).get("kf+as", {}).get("timed_tokens", 1) or 1), 1)
+    return 1.96 * 1.2533 * sigma / math.sqrt(n)
+
+
+class SearchEvaluator:
+    def __init__(self, lm: Any, handle: Any, settings: EvalSettings, progress: bool = True) -> None:
+        from sparseinfer_dse.engine.latency import load_prompts, prepare_workload
+
+        if settings.proxy_metric not in PROXY_METRICS:
+            raise UserError(f"--proxy-metric must be kl or top1, not {settings.proxy_metric!r}")
+        self.lm, self.handle, self.s = lm, handle, settings
+        self.tok = lm.tokenizer
+        self.progress = progress
+        prompts = load_prompts(settings.latency_prompts, settings.data_dir)
+        self.workload = prepare_workload(lm.model, self.tok, prompts, settings.latency_tokens, handle)
+        self._reference = None
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def _ref(self):
+        if self._reference is None:
+            from sparseinfer_dse.eval.proxy import DenseReference, load_calibration
+
+            cal = load_calibration(self.s.calibration, data_dir=self.s.data_dir, model_name=self.lm.spec.model,
+                                   n=self.s.calibration_samples)
+            self._reference = DenseReference.build(self.handle, self.tok, cal, progress=self.progress)
+        return self._reference
+
+    def proxy_score(self, kl: float, top1: float) -> float:
+        """Higher is better: -KL in nats, or top-1 agreement in percent."""
+        return -kl if self.s.proxy_metric == "kl" else 100.0 * top1
+
+    @property
+    def accuracy_label(self) -> str:
+        if self.s.tasks:
+            return f"lm-eval accuracy (points, {'+'.join(self.s.tasks)})"
+        return "proxy: -KL(dense||sparse) (nats)" if self.s.proxy_metric == "kl" else "proxy: top-1 agreement (%)"
+
+    # ---- the reference point -------------------------------------------------------------------
+    def dense(self) -> dict[str, Any]:
+        """The dense model once: latency, proxy score (0 KL / 100% agreement), lm-eval baseline."""
+        from sparseinfer_dse.engine.latency import measure_decode_latency
+
+        res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
+                                     variants=(), include_dense=True, mlp_share=False, collect_sparsity=False)
+        out: dict[str, Any] = {"ms": res["dense_ms_per_token"], "p10_ms": res["dense_p10_ms"],
+                               "p90_ms": res["dense_p90_ms"], "score": self.proxy_score(0.0, 1.0)}
+        if self.s.tasks:
+            from sparseinfer_dse.eval.baseline_cache import dense_baseline
+
+            rows = dense_baseline(self.lm, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
+                                  self.s.batch_size, self.s.data_dir, self.s.seed, handle=self.handle)
+            out["accuracy_full"] = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
+            out["per_task"] = {t: r["value"] for t, r in rows.items()}
+        return out
+
+    # ---- per trial -----------------------------------------------------------------------------
+    def latency(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
+        from sparseinfer_dse.engine.latency import measure_decode_latency
+
+        self.handle.set_profile(alphas)
+        res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
+                                     variants=("kf+as",), include_dense=True, mlp_share=False, collect_sparsity=True)
+        layers = res.get("layers") or []
+        return {
+            "ms": res["sparse_ms_per_token"],
+            "ratio": res["sparse_ms_per_token"] / res["dense_ms_per_token"],
+            "speedup": res["speedup"],
+            "dense_ms": res["dense_ms_per_token"],
+            "p10_ms": res["sparse_p10_ms"],
+            "p90_ms": res["sparse_p90_ms"],
+            "noise_ms": median_noise_ms(res, "sparse"),
+            "layer_sparsity": [round(r["skipped"], 4) for r in layers],
+            "layer_predicted": [round(r["predicted_sparsity"], 4) for r in layers],
+            "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],
+        }
+
+    def proxy(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
+        from sparseinfer_dse.eval.proxy import proxy_metrics
+
+        self.handle.set_profile(alphas)
+        m = proxy_metrics(self.handle, self.tok, self._ref())
+        return {"score": self.proxy_score(m["kl"], m["top1"]), "kl": m["kl"], "top1": m["top1"], "nll": m["nll"],
+                "seconds": m["seconds"]}
+
+    def full(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
+        from sparseinfer_dse.eval.harness import evaluate_tasks
+
+        if not self.s.tasks:
+            raise UserError("lm-eval fidelity needs --tasks")
+        self.handle.set_profile(alphas)
+        rows = evaluate_tasks(self.handle, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
+                              self.s.batch_size, self.s.data_dir, self.s.seed)
+        acc = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
+        return {"accuracy": acc, "per_task": {t: r["value"] for t, r in rows.items()},
+                "seconds": round(sum(r.get("seconds", 0.0) for r in rows.values()), 2)}

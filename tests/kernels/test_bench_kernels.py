@@ -1,0 +1,52 @@
+"""`sparseinfer-dse bench kernels` on a tiny shape writes valid JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sparseinfer_dse.cli import _register, app
+
+KEYS = {"backend", "dtype", "d", "k", "sparsity", "dense_ms", "sparse_ms", "predictor_ms", "speedup", "gbps",
+        "dense_gbps", "actual_sparsity", "predicted_sparsity", "sparse_nofuse_ms", "sparse_noas_ms",
+        "sparse_p10_ms", "sparse_p90_ms"}
+
+
+@pytest.fixture(scope="module")
+def runner():
+    _register()
+    return CliRunner()
+
+
+def test_bench_kernels_tiny(runner, tmp_path):
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "kernels", "--shape", "64x200", "--sparsity", "0.5,0.9", "--repeats", "2",
+                              "--warmup", "1", "--dtype", "float32,bfloat16", "--threads", "1", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert len(rows) == 4
+    for row in rows:
+        assert KEYS <= set(row)
+        assert row["backend"] == "numba-cpu" and (row["d"], row["k"]) == (64, 200)
+        assert row["sparse_ms"] > 0 and row["dense_ms"] > 0
+    assert "speedup" in res.output
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--shape", "64by200"], "expected DxK"),
+    (["--sparsity", "1.5"], "between 0 and 1"),
+    (["--backend", "tpu"], "unknown backend"),
+    (["--dtype", "int8"], "--dtype"),
+])
+def test_bench_kernels_user_errors(args, msg):
+    from sparseinfer_dse.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.errors import UserError
+
+    kwargs = dict(backend="numba-cpu", dtype="float32", shape=["64x200"], sparsity=["0.5"])
+    keymap = {"--shape": "shape", "--sparsity": "sparsity", "--backend": "backend", "--dtype": "dtype"}
+    key = keymap[args[0]]
+    kwargs[key] = [args[1]] if key in ("shape", "sparsity") else args[1]
+    with pytest.raises(UserError, match=msg):
+        bench_kernels_command(**kwargs, repeats=1)
