@@ -14,7 +14,8 @@ import torch
 
 def synthetic_mlp(d: int, k: int, sparsity: float, dtype: torch.dtype = torch.float32, batch: int = 1,
                   seed: int = 0, margin: float = 0.02, spread: float = 0.10):
-    """(w_gate (k,d), w_up (k,d), w_down (d,k), x (batch,d)) with about `sparsity` of the gate rows negative.
+    """(w_gate (k,d), w_up (k,d), w_down (d,k), x (batch,d)) with `sparsity` of the gate rows negative
+    (on average over rows, exactly so for the float32 values of the first input row).
 
     Sparse rows draw ``p_i`` from ``[0.5 + margin/2, 0.5 + margin/2 + spread]``, dense rows the
     mirror image below 1/2. Extra input rows (batch > 1) flip 5% of the signs of the first one, so
@@ -41,6 +42,12 @@ def synthetic_mlp(d: int, k: int, sparsity: float, dtype: torch.dtype = torch.fl
         disagree = torch.rand(r1 - r0, d, generator=gen) < p[r0:r1, None]
         mag = torch.randn(r1 - r0, d, generator=gen).abs_().mul_(scale)
         w_gate[r0:r1] = torch.where(disagree, -sx, sx) * mag
+    # Make the sign of g follow the plan exactly for the first input row: a row that came out on the
+    # wrong side is negated (its sign agreement flips too, so the predictor misses it and actual
+    # sparsity catches it, as in real models).
+    g = w_gate @ x0
+    wrong = torch.where(is_sparse, g >= 0, g < 0)
+    w_gate[wrong] = -w_gate[wrong]
     w_up = torch.randn(k, d, generator=gen).mul_(scale)
     w_down = torch.randn(d, k, generator=gen).mul_(k**-0.5)
     return w_gate.to(dtype), w_up.to(dtype), w_down.to(dtype), x.to(dtype)

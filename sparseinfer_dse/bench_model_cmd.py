@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import shlex
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,7 +127,11 @@ def bench_model_command(
         "sparsify_s": sparsify_s,
         "load_average": {"start": list(load_avg_start), "end": list(os.getloadavg())},
         "host": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "command": "sparseinfer-dse bench model " + " ".join(shlex.quote(a) for a in _bench_args()),
+        "command": _command_line(model=model, gguf_file=gguf_file, device=device, dtype=dtype,
+                                 decode_activation=decode_activation, profile=profile, backend=backend,
+                                 tokens=tokens, prompts=prompts, repeats=repeats, warmup=warmup,
+                                 variants=",".join(names), threads=threads, data_dir=data_dir, json=json_out,
+                                 mlp_share=mlp_share, allow_model_mismatch=allow_model_mismatch),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "notes": lm.notes,
     })
@@ -142,10 +145,19 @@ def bench_model_command(
         typer.echo(f"wrote {json_out}")
 
 
-def _bench_args() -> list[str]:
-    """The arguments after `bench model` on the command line (all of argv when called otherwise)."""
-    argv = sys.argv[1:]
-    for i in range(len(argv) - 1):
-        if argv[i] == "bench" and argv[i + 1] == "model":
-            return argv[i + 2:]
-    return argv
+def _command_line(**opts: Any) -> str:
+    """The command that reproduces this run, every setting spelled out (None options left out)."""
+    parts = ["sparseinfer-dse", "bench", "model"]
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False and key == "allow_model_mismatch":
+            continue
+        if key == "mlp_share":
+            if not value:
+                parts.append("--no-mlp-share")
+            continue
+        if value is True:
+            parts.append(flag)
+            continue
+        parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)

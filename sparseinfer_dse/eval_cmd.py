@@ -187,6 +187,11 @@ def eval_command(
     typer.echo(f"\nmodel {model} | profile {prof_desc} | backend {handle.backend} | limit {limit} | "
                f"batch {batch_size} | seed {seed}")
     typer.echo(_table(lines, ["task", "metric", "value %", "stderr", "n", "dense %", "delta pts"]))
+    for n in names:
+        kind = rows[n].get("output_type", "generate_until")
+        if "generate_until" not in kind:
+            typer.echo(f"note: {n} is scored by log-likelihood ({kind}): one prefill pass, which runs dense, "
+                       "so the profile cannot change its score")
     times = ", ".join(f"{n} {rows[n]['seconds']:.1f}s" for n in names)
     typer.echo(f"time (sparse eval): {times}")
     if proxy_res:

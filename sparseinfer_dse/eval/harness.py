@@ -188,6 +188,10 @@ def summarize(results: dict, name: str, seconds: Optional[float] = None) -> dict
 
     leaves = _leaves(results, name)
     row = _row(results, name, sum(n_of(x) for x in leaves), seconds)
+    kinds = sorted({str(results.get("configs", {}).get(x, {}).get("output_type", "")) for x in leaves} - {""})
+    if kinds:
+        # only generate_until runs decode steps: loglikelihood scoring is one (dense) prefill pass
+        row["output_type"] = ",".join(kinds)
     if leaves != [name]:
         row["subtasks"] = {x: _row(results, x, n_of(x)) for x in leaves}
     return row

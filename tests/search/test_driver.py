@@ -1,0 +1,139 @@
+"""Driver mechanics with a deterministic evaluator (no model): seeds, budget, resume, failures,
+staging, outputs, export, report. The real engine runs in test_search_cli.py."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_study, run_study
+from sparseinfer_dse.search.export import choose, export_one
+from sparseinfer_dse.search.outputs import write_outputs
+from sparseinfer_dse.search.pareto import front_mask
+from sparseinfer_dse.search.report import write_report
+from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+from sparseinfer_dse.profiles import AlphaProfile
+
+
+class FakeEvaluator:
+    """Lower alpha = faster and less accurate; optional failures on chosen calls."""
+
+    def __init__(self, fail_on=()):
+        self.calls = 0
+        self.full_calls = []
+        self.fail_on = set(fail_on)
+
+    def latency(self, alphas):
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise RuntimeError("kernel exploded")
+        ms = 10.0 + 5.0 * sum(alphas) / len(alphas)
+        return {"ms": ms, "ratio": ms / 16.0, "noise_ms": 0.01, "layer_sparsity": [0.5] * len(alphas)}
+
+    def proxy(self, alphas):
+        return {"score": -sum((1.1 - a) ** 2 for a in alphas), "kl": 0.0, "top1": 1.0}
+
+    def full(self, alphas):
+        self.full_calls.append(tuple(alphas))
+        return {"accuracy": 100.0 - 50 * sum((1.1 - a) ** 2 for a in alphas)}
+
+
+def _cfg(tmp_path, budget, fidelity="proxy", **identity):
+    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    return SearchConfig(budget, space, fidelity, "tpe", 0, None, "t", f"sqlite:///{tmp_path / 'db.sqlite'}",
+                        identity={"model": "fake", **identity}, worker="w0")
+
+
+def _outputs(study, tmp_path, fidelity="proxy"):
+    meta = {"model": "fake", "dense": {"ms": 15.0, "score": 0.0, "accuracy_full": 100.0}}
+    write_outputs(study, tmp_path / "out", fidelity, None, meta)
+    return tmp_path / "out"
+
+
+def test_seeds_budget_resume_and_front(tmp_path):
+    ev = FakeEvaluator()
+    cfg = _cfg(tmp_path, 5)
+    study = open_study(cfg)
+    run_study(study, cfg, ev)
+    assert finished_count(study) == 5
+    seeds = [t.user_attrs.get("seed") for t in study.trials[:2]]
+    assert seeds == ["uniform-1.00", "paper-1.03"]
+    assert study.trials[1].user_attrs["alphas"] == [1.03, 1.03, 1.0, 1.0]
+    # resume: same command with a larger budget adds trials up to it; seeds are not re-enqueued
+    cfg2 = _cfg(tmp_path, 8)
+    study2 = open_study(cfg2)
+    run_study(study2, cfg2, ev)
+    assert finished_count(study2) == 8
+    assert sum("seed" in t.user_attrs for t in study2.trials) == 2
+    assert [t.number for t in study2.trials] == list(range(8))
+    out = _outputs(study2, tmp_path)
+    trials = pd.read_csv(out / "trials.csv")
+    front = pd.read_csv(out / "pareto.csv")
+    ok = trials[trials.state == "COMPLETE"]
+    brute = [
+        r.trial for r in ok.itertuples()
+        if not any((o.latency_ms < r.latency_ms - 0.01 and o.objective_accuracy >= r.objective_accuracy)
+                   or (o.latency_ms <= r.latency_ms + 0.01 and o.objective_accuracy > r.objective_accuracy)
+                   for o in ok.itertuples() if o.trial != r.trial)
+    ]
+    assert sorted(front.trial) == sorted(brute)
+    assert {p.name for p in (out / "profiles").glob("*.json")} == {f"trial-{t:04d}.json" for t in front.trial}
+    assert all(w == "w0" for w in trials.worker)
+
+
+def test_failing_trial_is_recorded_and_study_goes_on(tmp_path):
+    cfg = _cfg(tmp_path, 5)
+    study = open_study(cfg)
+    run_study(study, cfg, FakeEvaluator(fail_on={3}))
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == 1 and len(states) == 5
+    failed = [t for t in study.trials if t.state.name == "FAIL"][0]
+    assert "kernel exploded" in failed.user_attrs["fail_reason"]
+    trials = pd.read_csv(_outputs(study, tmp_path) / "trials.csv")
+    assert (trials.state == "FAIL").sum() == 1
+
+
+def test_study_identity_mismatch_is_refused(tmp_path):
+    open_study(_cfg(tmp_path, 2))
+    with pytest.raises(UserError, match="model differ"):
+        open_study(SearchConfig(2, _cfg(tmp_path, 2).space, "proxy", "tpe", 0, None, "t",
+                                f"sqlite:///{tmp_path / 'db.sqlite'}", identity={"model": "other"}))
+
+
+def test_staged_runs_lm_eval_only_near_the_front(tmp_path):
+    ev = FakeEvaluator()
+    cfg = _cfg(tmp_path, 12, fidelity="staged")
+    cfg.stage_margin = 0.0
+    study = open_study(cfg)
+    run_study(study, cfg, ev)
+    with_full = [t for t in study.trials if "accuracy_full" in t.user_attrs]
+    assert 2 <= len(with_full) < 12  # seeds always, then only trials on the proxy front at their time
+    assert len(ev.full_calls) == len(with_full)
+    out = _outputs(study, tmp_path, "staged")
+    front = pd.read_csv(out / "pareto.csv")
+    assert front["accuracy_full"].notna().all()
+    # every trial of the final proxy front got its lm-eval figure
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    mask = front_mask([t.values[0] for t in done], [t.values[1] for t in done], [0.01] * len(done))
+    assert all("accuracy_full" in t.user_attrs for t, m in zip(done, mask) if m)
+
+
+def test_export_and_report(tmp_path):
+    cfg = _cfg(tmp_path, 8, fidelity="full")
+    study = open_study(cfg)
+    run_study(study, cfg, FakeEvaluator())
+    out = _outputs(study, tmp_path, "full")
+    front = pd.read_csv(out / "pareto.csv")
+    row = choose(out, max_accuracy_drop=1.0)
+    ok = front[front.accuracy >= 99.0]
+    assert row.trial == ok.sort_values("latency_ms").iloc[0].trial
+    path, _ = export_one(out, tmp_path / "chosen.json", max_accuracy_drop=1.0)
+    assert AlphaProfile.load(path).num_layers == 4
+    best = choose(out, max_latency=float(front.latency_ms.max()))
+    assert best.accuracy == front.accuracy.max()
+    with pytest.raises(UserError, match="no Pareto profile meets the constraint"):
+        choose(out, max_latency=0.1)
+    html = write_report(out).read_text()
+    refs = re.findall(r'src="([^"]+)"', html)
+    assert refs and all((out / r).is_file() and (out / r).stat().st_size > 1000 for r in refs)

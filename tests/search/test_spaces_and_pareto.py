@@ -1,0 +1,69 @@
+import itertools
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given, strategies as st
+
+from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.search.pareto import dominates, front_mask, hypervolume_2d
+from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+
+GRID = parse_alpha_grid("0.95:1.10", 0.01)
+
+
+@pytest.mark.parametrize("text", ["per-layer", "early-block", "groups:3"])
+def test_seed_profiles_are_representable(text):
+    space = make_space(text, 8, GRID)
+    for alphas in ([1.0] * 8, [1.03] * 4 + [1.0] * 4):
+        trial = optuna.trial.FixedTrial(space.params_for(alphas))
+        got = space.suggest(trial)
+        if text != "groups:3":  # 8 layers in 3 groups cannot hold the half/half split exactly
+            assert got == tuple(alphas)
+        assert len(got) == 8 and all(0.95 <= a <= 1.10 for a in got)
+
+
+def test_early_block_shape():
+    space = make_space("early-block", 6, GRID)
+    assert space.suggest(optuna.trial.FixedTrial({"alpha": 1.05, "first": 2})) == (1.05, 1.05, 1.0, 1.0, 1.0, 1.0)
+
+
+def test_groups_cover_all_layers_contiguously():
+    space = make_space("groups:4", 30, GRID)
+    assert [i for g in space.groups for i in g] == list(range(30))
+
+
+@pytest.mark.parametrize("bad,msg", [("1.1:0.9", "below"), ("x", "must look like"), ("0:1", "must be > 0"),
+                                     ("0.9:200", "out of range")])
+def test_bad_alpha_range(bad, msg):
+    with pytest.raises(UserError, match=msg):
+        parse_alpha_grid(bad, 0.01)
+
+
+def test_bad_space():
+    with pytest.raises(UserError, match="per-layer, early-block or groups:K"):
+        make_space("layers", 4, GRID)
+    with pytest.raises(UserError, match="1 <= K <= 4"):
+        make_space("groups:9", 4, GRID)
+
+
+def test_noise_makes_ties():
+    assert dominates(10.0, 0.9, 0.0, 10.5, 0.9, 0.0)  # faster, same accuracy
+    assert not dominates(10.0, 0.9, 1.0, 10.5, 0.9, 1.0)  # within noise: not faster
+    assert dominates(10.0, 0.95, 1.0, 10.5, 0.9, 1.0)  # same speed within noise, more accurate
+    assert not dominates(10.0, 0.9, 0.0, 9.0, 0.8, 0.0)
+
+
+@given(st.lists(st.tuples(st.floats(1, 100), st.floats(0, 1), st.floats(0, 5)), min_size=1, max_size=25))
+def test_front_mask_is_the_non_dominated_set(points):
+    lat, acc, nz = map(np.array, zip(*points))
+    mask = front_mask(lat, acc, nz)
+    for b in range(len(points)):
+        dominated = any(dominates(lat[a], acc[a], nz[a], lat[b], acc[b], nz[b]) for a in range(len(points)) if a != b)
+        assert mask[b] == (not dominated)
+
+
+def test_hypervolume():
+    assert hypervolume_2d([1.0], [1.0], 2.0, 0.0) == pytest.approx(1.0)
+    assert hypervolume_2d([1.0, 1.5], [0.5, 1.0], 2.0, 0.0) == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
+    assert hypervolume_2d([3.0], [1.0], 2.0, 0.0) == 0.0
