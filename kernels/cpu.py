@@ -21,7 +21,7 @@ import torch
 from numba import njit, prange
 
 from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
-from sparseinfer_kernels.halfbits import numba_view, popcount, sign_bit_f32, to_f32
+from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 
@@ -56,100 +56,130 @@ def pack_x_signs(x, out):
             out[b, w] = word
 
 
-def _predict_body(sign_w, sign_x, nneg_min, status, nch):
+def _predict_body(sign_w, sign_x, nneg_min, status, workers, nch):
     """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0.
 
     The words may be uint32 or, when the row has an even number of them, the same bytes viewed as
     uint64 (half the popcounts; little-endian, so bit order and counts are unchanged)."""
     k, nw = sign_w.shape
     B = sign_x.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, k)
-        for i in range(lo, hi):
-            row = sign_w[i]
-            for b in range(B):
-                xs = sign_x[b]
-                n = 0
-                for w in range(nw):
-                    n += popcount(row[w] ^ xs[w])
-                status[b, i] = _PRED if n >= nneg_min else np.int8(0)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        while True:
+            c = fetch_add(counter)
+            if c >= nch:
+                break
+            lo, hi = _bounds(c, nch, k)
+            for i in range(lo, hi):
+                row = sign_w[i]
+                for b in range(B):
+                    xs = sign_x[b]
+                    n = 0
+                    for w in range(nw):
+                        n += popcount(row[w] ^ xs[w])
+                    status[b, i] = _PRED if n >= nneg_min else np.int8(0)
 
 
-def _gate_up_fused_body(w_gate, w_up, x, threshold, actual_sparsity, status, h3, nch):
+def _gate_up_fused_body(w_gate, w_up, x, threshold, actual_sparsity, status, h3, workers, nch):
     """Gate, activation, actual sparsity and up in one pass over the rows not predicted sparse."""
     k = w_gate.shape[0]
     B = x.shape[0]
     thr = np.float32(threshold)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, k)
-        for i in range(lo, hi):
-            for b in range(B):
-                if status[b, i] & _PRED:
-                    h3[b, i] = 0.0
-                    continue
-                g = _dot(w_gate[i], x[b])
-                h1 = g if g >= thr else np.float32(0.0)
-                st = np.int8(0)
-                if h1 == 0:
-                    st = _ZERO
-                    if actual_sparsity:
-                        status[b, i] = st
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        while True:
+            c = fetch_add(counter)
+            if c >= nch:
+                break
+            lo, hi = _bounds(c, nch, k)
+            for i in range(lo, hi):
+                for b in range(B):
+                    if status[b, i] & _PRED:
                         h3[b, i] = 0.0
                         continue
-                h3[b, i] = h1 * _dot(w_up[i], x[b])
-                status[b, i] = st | _COMP
+                    g = _dot(w_gate[i], x[b])
+                    h1 = g if g >= thr else np.float32(0.0)
+                    st = np.int8(0)
+                    if h1 == 0:
+                        st = _ZERO
+                        if actual_sparsity:
+                            status[b, i] = st
+                            h3[b, i] = 0.0
+                            continue
+                    h3[b, i] = h1 * _dot(w_up[i], x[b])
+                    status[b, i] = st | _COMP
 
 
-def _gate_body(w_gate, x, threshold, status, h1, nch):
+def _gate_body(w_gate, x, threshold, status, h1, workers, nch):
     """Non-fused step 1: h1 = act(W_gate . x) for rows not predicted sparse (marks ZERO rows)."""
     k = w_gate.shape[0]
     B = x.shape[0]
     thr = np.float32(threshold)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, k)
-        for i in range(lo, hi):
-            for b in range(B):
-                if status[b, i] & _PRED:
-                    h1[b, i] = 0.0
-                    continue
-                g = _dot(w_gate[i], x[b])
-                v = g if g >= thr else np.float32(0.0)
-                h1[b, i] = v
-                if v == 0:
-                    status[b, i] = _ZERO
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        while True:
+            c = fetch_add(counter)
+            if c >= nch:
+                break
+            lo, hi = _bounds(c, nch, k)
+            for i in range(lo, hi):
+                for b in range(B):
+                    if status[b, i] & _PRED:
+                        h1[b, i] = 0.0
+                        continue
+                    g = _dot(w_gate[i], x[b])
+                    v = g if g >= thr else np.float32(0.0)
+                    h1[b, i] = v
+                    if v == 0:
+                        status[b, i] = _ZERO
 
 
-def _up_body(w_up, x, actual_sparsity, status, h1, h3, nch):
+def _up_body(w_up, x, actual_sparsity, status, h1, h3, workers, nch):
     """Non-fused step 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
     k = w_up.shape[0]
     B = x.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, k)
-        for i in range(lo, hi):
-            for b in range(B):
-                st = status[b, i]
-                if (st & _PRED) or (actual_sparsity and (st & _ZERO)):
-                    h3[b, i] = 0.0
-                    continue
-                h3[b, i] = h1[b, i] * _dot(w_up[i], x[b])
-                status[b, i] = st | _COMP
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        while True:
+            c = fetch_add(counter)
+            if c >= nch:
+                break
+            lo, hi = _bounds(c, nch, k)
+            for i in range(lo, hi):
+                for b in range(B):
+                    st = status[b, i]
+                    if (st & _PRED) or (actual_sparsity and (st & _ZERO)):
+                        h3[b, i] = 0.0
+                        continue
+                    h3[b, i] = h1[b, i] * _dot(w_up[i], x[b])
+                    status[b, i] = st | _COMP
 
 
-def _down_body(w_down_t, h3, status, y, nch):
-    """y[b] = sum over COMP rows i of h3[b, i] * W_down^T[i]; per-chunk float32 partial sums."""
+def _down_body(w_down_t, h3, status, y, workers, nch):
+    """y[b] = sum over COMP rows i of h3[b, i] * W_down^T[i].
+
+    Each chunk of rows accumulates into its own float32 buffer of length d per input row (written
+    by whichever thread takes the chunk); the buffers are summed in chunk order at the end, so the
+    result does not depend on which thread ran which chunk."""
     k, d = w_down_t.shape
     B = h3.shape[0]
-    part = np.zeros((nch, B, d), dtype=np.float32)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, k)
-        for i in range(lo, hi):
-            for b in range(B):
-                if status[b, i] & _COMP:
-                    v = h3[b, i]
-                    acc = part[c, b]
-                    row = w_down_t[i]
-                    for j in range(d):
-                        acc[j] += v * to_f32(row[j])
+    part = np.empty((nch, B, d), dtype=np.float32)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        while True:
+            c = fetch_add(counter)
+            if c >= nch:
+                break
+            part[c] = 0.0
+            lo, hi = _bounds(c, nch, k)
+            for i in range(lo, hi):
+                for b in range(B):
+                    if status[b, i] & _COMP:
+                        v = h3[b, i]
+                        acc = part[c, b]
+                        row = w_down_t[i]
+                        for j in range(d):
+                            acc[j] += v * to_f32(row[j])
     for b in range(B):
         for j in range(d):
             s = np.float32(0.0)
@@ -178,13 +208,16 @@ KERNELS = {
     for parallel in (True, False)
 }
 SERIAL_BELOW = 1 << 18  # weight elements x batch rows under which one thread beats a fork/join
+CHUNKS_PER_THREAD = 16  # rows are handed out in chunks, dynamically (a busy core takes fewer)
+DOWN_CHUNKS_PER_THREAD = 4  # the down projection keeps one d-length buffer per chunk
 
 
-def _plan(k: int, d: int, batch: int):
-    """(kernel table, number of row chunks) for one call."""
-    if k * d * batch < SERIAL_BELOW or numba.get_num_threads() == 1:
-        return KERNELS[False], 1
-    return KERNELS[True], max(1, min(k, numba.get_num_threads()))
+def _plan(k: int, d: int, batch: int, per_thread: int = CHUNKS_PER_THREAD):
+    """(kernel table, threads, row chunks) for one call."""
+    threads = numba.get_num_threads()
+    if k * d * batch < SERIAL_BELOW or threads == 1:
+        return KERNELS[False], 1, 1
+    return KERNELS[True], threads, max(1, min(k, per_thread * threads))
 
 
 class NumbaCPUBackend:
@@ -210,8 +243,8 @@ class NumbaCPUBackend:
             pack_x_signs(xf, sx)
             if sw.shape[1] % 2 == 0:
                 sw, sx = sw.view(np.uint64), sx.view(np.uint64)
-            kern, nch = _plan(prep.k, prep.d // 32 + 1, B)
-            kern["predict"](sw, sx, nneg_threshold(alpha, prep.d), status, nch)
+            kern, workers, nch = _plan(prep.k, prep.d // 32 + 1, B)
+            kern["predict"](sw, sx, nneg_threshold(alpha, prep.d), status, workers, nch)
         return status
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -230,15 +263,16 @@ class NumbaCPUBackend:
         status = self._predict_status(prep, xf, alpha)
         h3 = np.empty((B, prep.k), dtype=np.float32)
         thr, as_on = float(threshold), bool(actual_sparsity)
-        kern, nch = _plan(prep.k, prep.d, B)
+        kern, workers, nch = _plan(prep.k, prep.d, B)
         if fused:
-            kern["gate_up_fused"](st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, nch)
+            kern["gate_up_fused"](st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, workers, nch)
         else:
             h1 = np.empty((B, prep.k), dtype=np.float32)
-            kern["gate"](st["nb_gate"], xf, thr, status, h1, nch)
-            kern["up"](st["nb_up"], xf, as_on, status, h1, h3, nch)
+            kern["gate"](st["nb_gate"], xf, thr, status, h1, workers, nch)
+            kern["up"](st["nb_up"], xf, as_on, status, h1, h3, workers, nch)
         y = np.empty((B, prep.d), dtype=np.float32)
-        kern["down"](st["nb_down_t"], h3, status, y, nch)
+        kern, workers, nch = _plan(prep.k, prep.d, B, DOWN_CHUNKS_PER_THREAD)
+        kern["down"](st["nb_down_t"], h3, status, y, workers, nch)
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
         return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)

@@ -75,6 +75,22 @@ def popcount(typingctx, value):
     return types.int64(value), codegen
 
 
+@intrinsic
+def fetch_add(typingctx, counter):
+    """Atomically add 1 to ``counter[0]`` (a 1-D int64 array) and return the old value.
+
+    Lets the threads of a ``prange`` take chunks of work dynamically (see ``cpu.py``)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and counter.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        one = ir.Constant(ir.IntType(64), 1)
+        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+
+    return types.int64(counter), codegen
+
+
 def to_f32(value):  # pragma: no cover - replaced by the overload inside njit code
     """Element of a float32 / int16 (fp16 bits) / uint16 (bf16 bits) array -> float32."""
     raise NotImplementedError("to_f32 is only callable from njit code")

@@ -40,7 +40,7 @@ class ModelSpec:
 class Source:
     """Where the weights come from, resolved from a ModelSpec."""
 
-    kind: str  # "dir" | "gguf" | "hub" | "demo"
+    kind: str  # "dir" | "gguf" | "hub" | "demo" | "synthetic"
     path: str  # directory or hub id passed to from_pretrained
     gguf_file: Optional[str] = None
 
@@ -98,6 +98,11 @@ def resolve_source(spec: ModelSpec) -> Source:
 
         return Source("demo", str(checkpoint_dir()))
     p = Path(spec.model).expanduser()
+    if not p.exists():
+        from sparseinfer_dse.models.synthetic import is_synthetic_name
+
+        if is_synthetic_name(spec.model):
+            return Source("synthetic", spec.model)
     if p.is_file():
         if p.suffix != ".gguf":
             raise UserError(f"{p} is a file but not a .gguf checkpoint; pass a model directory or a .gguf file")
@@ -140,6 +145,10 @@ def load_config(source: Source) -> tuple[Any, Optional[float]]:
     """The transformers config, and FATReLU's threshold for ProSparse-style checkpoints (else None)."""
     from transformers import AutoConfig, LlamaConfig
 
+    if source.kind == "synthetic":
+        from sparseinfer_dse.models.synthetic import synthetic_config
+
+        return synthetic_config(source.path), None
     raw = _read_raw_config(source)
     if _is_fatrelu(raw):
         threshold = float(raw.get("hidden_act_param", 0.0))
@@ -176,7 +185,13 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype)
     config, threshold = load_config(source)
-    if weights:
+    tok = None
+    if weights and source.kind == "synthetic":
+        from sparseinfer_dse.models.synthetic import build_synthetic
+
+        model, tok = build_synthetic(source.path, dtype=torch.float32 if dtype == "auto" else dtype)
+        model = model.to(device).eval()
+    elif weights:
         kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "config": config}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
@@ -193,8 +208,7 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
         _apply_fatrelu(model, threshold)
     mlps = discover_mlps(model)
     identity = ModelIdentity(spec.model, config_hash(config), len(mlps))
-    tok = None
-    if tokenizer:
+    if tokenizer and tok is None:
         tok = load_tokenizer(source)
     return LoadedModel(spec, source, model, config, mlps, identity, device, tok)
 
@@ -202,6 +216,10 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
 def load_tokenizer(source: Source) -> Any:
     from transformers import AutoTokenizer
 
+    if source.kind == "synthetic":
+        from sparseinfer_dse.models.synthetic import build_tokenizer
+
+        return build_tokenizer()
     kwargs: dict[str, Any] = {"local_files_only": True}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
