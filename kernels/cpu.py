@@ -1,13 +1,20 @@
 """The ``numba-cpu`` backend: ``njit(parallel=True, cache=True)`` kernels over CPU torch tensors.
 
-Layouts: ``W_gate`` and ``W_up`` stay as given (row-major (k, d), read one contiguous row per kept
-row), sign words are (k, ceil(d/32)) uint32, ``W_down^T`` is (k, d). Half-precision weights are
-read as 16-bit integer views and widened in registers (``halfbits.py``), so bf16/fp16 move half
-the bytes of float32. Every kernel splits the k rows into one contiguous chunk per thread
-(``prange``); skipped rows cost a byte read of their status. The down projection gives each chunk a
-private float32 accumulator of length d per input row, summed at the end (no atomics). Dot products
-accumulate in float32 with reassociation allowed (vectorised, several partial sums).
+Layouts: ``W_gate`` and ``W_up`` stay as given (row-major (k, d)), sign words are (k, ceil(d/32))
+uint32, ``W_down^T`` is (k, d). Half-precision weights are read as 16-bit integer views and widened
+in registers (``halfbits.py``), so bf16/fp16 move half the bytes of float32.
+
+Work split: the k rows are cut into chunks (CHUNKS_PER_THREAD per thread) that the threads of a
+``prange`` take dynamically from an atomic counter, so a thread that shares its core with another
+process simply takes fewer chunks. Inside a chunk the rows a kernel must read are first listed
+(no gathers: each listed row is then read whole and contiguously) and processed four at a time:
+four independent memory streams keep more cache misses in flight than one row after another, which
+is what a row-skipping GEMV needs to approach the memory bandwidth. Dot products accumulate in
+float32 with reassociation allowed (vectorised). The down projection gives each chunk a private
+float32 accumulator of length d per input row and sums them in chunk order at the end (no atomics,
+results independent of which thread took which chunk). Small calls run on one thread.
 """
+
 
 from __future__ import annotations
 
@@ -34,14 +41,6 @@ def _bounds(c, nch, k):
     return c * k // nch, (c + 1) * k // nch
 
 
-@njit(cache=True, inline="always", fastmath=_FM)
-def _dot(w, x):
-    acc = np.float32(0.0)
-    for j in range(x.shape[0]):
-        acc += to_f32(w[j]) * x[j]
-    return acc
-
-
 @njit(cache=True)
 def pack_x_signs(x, out):
     """Sign words (B, nw) uint32 of a (B, d) float32 input (bit j%32 of word j//32; pad bits 0)."""
@@ -54,6 +53,56 @@ def pack_x_signs(x, out):
                 if j < d:
                     word |= sign_bit_f32(x[b, j]) << np.uint32(t)
             out[b, w] = word
+
+
+@njit(cache=True, inline="always", fastmath=_FM)
+def _dots(w, idx, n, x, out):
+    """out[m] = W[idx[m]] . x for m < n, four rows per pass over x."""
+    d = x.shape[0]
+    m = 0
+    while m + 4 <= n:
+        r0, r1, r2, r3 = w[idx[m]], w[idx[m + 1]], w[idx[m + 2]], w[idx[m + 3]]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for j in range(d):
+            xj = x[j]
+            a0 += to_f32(r0[j]) * xj
+            a1 += to_f32(r1[j]) * xj
+            a2 += to_f32(r2[j]) * xj
+            a3 += to_f32(r3[j]) * xj
+        out[m] = a0
+        out[m + 1] = a1
+        out[m + 2] = a2
+        out[m + 3] = a3
+        m += 4
+    while m < n:
+        r0 = w[idx[m]]
+        a0 = np.float32(0.0)
+        for j in range(d):
+            a0 += to_f32(r0[j]) * x[j]
+        out[m] = a0
+        m += 1
+
+
+@njit(cache=True, inline="always", fastmath=_FM)
+def _axpys(w, idx, vals, n, acc):
+    """acc += sum over m < n of vals[m] * W[idx[m]], four rows per pass over acc."""
+    d = acc.shape[0]
+    m = 0
+    while m + 4 <= n:
+        r0, r1, r2, r3 = w[idx[m]], w[idx[m + 1]], w[idx[m + 2]], w[idx[m + 3]]
+        v0, v1, v2, v3 = vals[m], vals[m + 1], vals[m + 2], vals[m + 3]
+        for j in range(d):
+            acc[j] += (v0 * to_f32(r0[j]) + v1 * to_f32(r1[j])) + (v2 * to_f32(r2[j]) + v3 * to_f32(r3[j]))
+        m += 4
+    while m < n:
+        r0 = w[idx[m]]
+        v0 = vals[m]
+        for j in range(d):
+            acc[j] += v0 * to_f32(r0[j])
+        m += 1
 
 
 def _predict_body(sign_w, sign_x, nneg_min, status, workers, nch):
@@ -81,33 +130,46 @@ def _predict_body(sign_w, sign_x, nneg_min, status, workers, nch):
 
 
 def _gate_up_fused_body(w_gate, w_up, x, threshold, actual_sparsity, status, h3, workers, nch):
-    """Gate, activation, actual sparsity and up in one pass over the rows not predicted sparse."""
+    """Gate, activation, actual sparsity and up for the rows not predicted sparse, chunk by chunk."""
     k = w_gate.shape[0]
     B = x.shape[0]
     thr = np.float32(threshold)
+    span = (k + nch - 1) // nch + 1
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
+        idx = np.empty(span, dtype=np.int64)
+        idx2 = np.empty(span, dtype=np.int64)
+        g = np.empty(span, dtype=np.float32)
+        h1 = np.empty(span, dtype=np.float32)
+        u = np.empty(span, dtype=np.float32)
         while True:
             c = fetch_add(counter)
             if c >= nch:
                 break
             lo, hi = _bounds(c, nch, k)
-            for i in range(lo, hi):
-                for b in range(B):
-                    if status[b, i] & _PRED:
-                        h3[b, i] = 0.0
-                        continue
-                    g = _dot(w_gate[i], x[b])
-                    h1 = g if g >= thr else np.float32(0.0)
-                    st = np.int8(0)
-                    if h1 == 0:
-                        st = _ZERO
+            for b in range(B):
+                n = 0
+                for i in range(lo, hi):
+                    h3[b, i] = 0.0
+                    if not (status[b, i] & _PRED):
+                        idx[n] = i
+                        n += 1
+                _dots(w_gate, idx, n, x[b], g)
+                n2 = 0
+                for m in range(n):
+                    v = g[m] if g[m] >= thr else np.float32(0.0)
+                    if v == 0:
+                        status[b, idx[m]] = _ZERO
                         if actual_sparsity:
-                            status[b, i] = st
-                            h3[b, i] = 0.0
                             continue
-                    h3[b, i] = h1 * _dot(w_up[i], x[b])
-                    status[b, i] = st | _COMP
+                    idx2[n2] = idx[m]
+                    h1[n2] = v
+                    n2 += 1
+                _dots(w_up, idx2, n2, x[b], u)
+                for m in range(n2):
+                    i = idx2[m]
+                    h3[b, i] = h1[m] * u[m]
+                    status[b, i] |= _COMP
 
 
 def _gate_body(w_gate, x, threshold, status, h1, workers, nch):
@@ -115,44 +177,58 @@ def _gate_body(w_gate, x, threshold, status, h1, workers, nch):
     k = w_gate.shape[0]
     B = x.shape[0]
     thr = np.float32(threshold)
+    span = (k + nch - 1) // nch + 1
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
+        idx = np.empty(span, dtype=np.int64)
+        g = np.empty(span, dtype=np.float32)
         while True:
             c = fetch_add(counter)
             if c >= nch:
                 break
             lo, hi = _bounds(c, nch, k)
-            for i in range(lo, hi):
-                for b in range(B):
-                    if status[b, i] & _PRED:
-                        h1[b, i] = 0.0
-                        continue
-                    g = _dot(w_gate[i], x[b])
-                    v = g if g >= thr else np.float32(0.0)
-                    h1[b, i] = v
+            for b in range(B):
+                n = 0
+                for i in range(lo, hi):
+                    h1[b, i] = 0.0
+                    if not (status[b, i] & _PRED):
+                        idx[n] = i
+                        n += 1
+                _dots(w_gate, idx, n, x[b], g)
+                for m in range(n):
+                    v = g[m] if g[m] >= thr else np.float32(0.0)
+                    h1[b, idx[m]] = v
                     if v == 0:
-                        status[b, i] = _ZERO
+                        status[b, idx[m]] = _ZERO
 
 
 def _up_body(w_up, x, actual_sparsity, status, h1, h3, workers, nch):
-    """Non-fused step 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
+    """Non-fused steps 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
     k = w_up.shape[0]
     B = x.shape[0]
+    span = (k + nch - 1) // nch + 1
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
+        idx = np.empty(span, dtype=np.int64)
+        u = np.empty(span, dtype=np.float32)
         while True:
             c = fetch_add(counter)
             if c >= nch:
                 break
             lo, hi = _bounds(c, nch, k)
-            for i in range(lo, hi):
-                for b in range(B):
+            for b in range(B):
+                n = 0
+                for i in range(lo, hi):
+                    h3[b, i] = 0.0
                     st = status[b, i]
-                    if (st & _PRED) or (actual_sparsity and (st & _ZERO)):
-                        h3[b, i] = 0.0
-                        continue
-                    h3[b, i] = h1[b, i] * _dot(w_up[i], x[b])
-                    status[b, i] = st | _COMP
+                    if not ((st & _PRED) or (actual_sparsity and (st & _ZERO))):
+                        idx[n] = i
+                        n += 1
+                _dots(w_up, idx, n, x[b], u)
+                for m in range(n):
+                    i = idx[m]
+                    h3[b, i] = h1[b, i] * u[m]
+                    status[b, i] |= _COMP
 
 
 def _down_body(w_down_t, h3, status, y, workers, nch):
@@ -163,23 +239,27 @@ def _down_body(w_down_t, h3, status, y, workers, nch):
     result does not depend on which thread ran which chunk."""
     k, d = w_down_t.shape
     B = h3.shape[0]
+    span = (k + nch - 1) // nch + 1
     part = np.empty((nch, B, d), dtype=np.float32)
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
+        idx = np.empty(span, dtype=np.int64)
+        vals = np.empty(span, dtype=np.float32)
         while True:
             c = fetch_add(counter)
             if c >= nch:
                 break
-            part[c] = 0.0
             lo, hi = _bounds(c, nch, k)
-            for i in range(lo, hi):
-                for b in range(B):
+            for b in range(B):
+                n = 0
+                for i in range(lo, hi):
                     if status[b, i] & _COMP:
-                        v = h3[b, i]
-                        acc = part[c, b]
-                        row = w_down_t[i]
-                        for j in range(d):
-                            acc[j] += v * to_f32(row[j])
+                        idx[n] = i
+                        vals[n] = h3[b, i]
+                        n += 1
+                acc = part[c, b]
+                acc[:] = 0.0
+                _axpys(w_down_t, idx, vals, n, acc)
     for b in range(B):
         for j in range(d):
             s = np.float32(0.0)
