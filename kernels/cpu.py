@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import types as pytypes
-
 import numba
 import numpy as np
 import torch
@@ -55,7 +53,7 @@ def pack_x_signs(x, out):
             out[b, w] = word
 
 
-@njit(cache=True, inline="always", fastmath=_FM)
+@njit(cache=True, fastmath=_FM)
 def _dots(w, idx, n, x, out):
     """out[m] = W[idx[m]] . x for m < n, four rows per pass over x."""
     d = x.shape[0]
@@ -86,7 +84,7 @@ def _dots(w, idx, n, x, out):
         m += 1
 
 
-@njit(cache=True, inline="always", fastmath=_FM)
+@njit(cache=True, fastmath=_FM)
 def _axpys(w, idx, vals, n, acc):
     """acc += sum over m < n of vals[m] * W[idx[m]], four rows per pass over acc."""
     d = acc.shape[0]
@@ -105,13 +103,106 @@ def _axpys(w, idx, vals, n, acc):
         m += 1
 
 
-def _predict_body(sign_w, sign_x, nneg_min, status, workers, nch):
+# ---- one chunk of rows [lo, hi) (plain njit functions, shared by the serial and parallel drivers) ----
+
+@njit(cache=True)
+def _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi):
+    nw = sign_w.shape[1]
+    for i in range(lo, hi):
+        row = sign_w[i]
+        for b in range(sign_x.shape[0]):
+            xs = sign_x[b]
+            n = 0
+            for w in range(nw):
+                n += popcount(row[w] ^ xs[w])
+            status[b, i] = _PRED if n >= nneg_min else np.int8(0)
+
+
+@njit(cache=True)
+def _fused_chunk(w_gate, w_up, x, thr, actual_sparsity, status, h3, lo, hi, idx, idx2, g, h1, u):
+    for b in range(x.shape[0]):
+        n = 0
+        for i in range(lo, hi):
+            h3[b, i] = 0.0
+            if not (status[b, i] & _PRED):
+                idx[n] = i
+                n += 1
+        _dots(w_gate, idx, n, x[b], g)
+        n2 = 0
+        for m in range(n):
+            v = g[m] if g[m] >= thr else np.float32(0.0)
+            if v == 0:
+                status[b, idx[m]] = _ZERO
+                if actual_sparsity:
+                    continue
+            idx2[n2] = idx[m]
+            h1[n2] = v
+            n2 += 1
+        _dots(w_up, idx2, n2, x[b], u)
+        for m in range(n2):
+            i = idx2[m]
+            h3[b, i] = h1[m] * u[m]
+            status[b, i] |= _COMP
+
+
+@njit(cache=True)
+def _gate_chunk(w_gate, x, thr, status, h1, lo, hi, idx, g):
+    for b in range(x.shape[0]):
+        n = 0
+        for i in range(lo, hi):
+            h1[b, i] = 0.0
+            if not (status[b, i] & _PRED):
+                idx[n] = i
+                n += 1
+        _dots(w_gate, idx, n, x[b], g)
+        for m in range(n):
+            v = g[m] if g[m] >= thr else np.float32(0.0)
+            h1[b, idx[m]] = v
+            if v == 0:
+                status[b, idx[m]] = _ZERO
+
+
+@njit(cache=True)
+def _up_chunk(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
+    for b in range(x.shape[0]):
+        n = 0
+        for i in range(lo, hi):
+            h3[b, i] = 0.0
+            st = status[b, i]
+            if not ((st & _PRED) or (actual_sparsity and (st & _ZERO))):
+                idx[n] = i
+                n += 1
+        _dots(w_up, idx, n, x[b], u)
+        for m in range(n):
+            i = idx[m]
+            h3[b, i] = h1[b, i] * u[m]
+            status[b, i] |= _COMP
+
+
+@njit(cache=True)
+def _down_chunk(w_down_t, h3, status, part, c, lo, hi, idx, vals):
+    for b in range(h3.shape[0]):
+        n = 0
+        for i in range(lo, hi):
+            if status[b, i] & _COMP:
+                idx[n] = i
+                vals[n] = h3[b, i]
+                n += 1
+        acc = part[c, b]
+        acc[:] = 0.0
+        _axpys(w_down_t, idx, vals, n, acc)
+
+
+# ---- drivers: hand the chunks out to the threads (prange) or run them in order (serial) -------------
+# Per-thread scratch is allocated before the prange and indexed by the prange variable.
+
+@njit(parallel=True, cache=True)
+def predict_kernel(sign_w, sign_x, nneg_min, status, workers, nch):
     """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0.
 
     The words may be uint32 or, when the row has an even number of them, the same bytes viewed as
     uint64 (half the popcounts; little-endian, so bit order and counts are unchanged)."""
-    k, nw = sign_w.shape
-    B = sign_x.shape[0]
+    k = sign_w.shape[0]
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
         while True:
@@ -119,185 +210,69 @@ def _predict_body(sign_w, sign_x, nneg_min, status, workers, nch):
             if c >= nch:
                 break
             lo, hi = _bounds(c, nch, k)
-            for i in range(lo, hi):
-                row = sign_w[i]
-                for b in range(B):
-                    xs = sign_x[b]
-                    n = 0
-                    for w in range(nw):
-                        n += popcount(row[w] ^ xs[w])
-                    status[b, i] = _PRED if n >= nneg_min else np.int8(0)
+            _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi)
 
 
-def _gate_up_fused_body(w_gate, w_up, x, threshold, actual_sparsity, status, h3, workers, nch):
-    """Gate, activation, actual sparsity and up for the rows not predicted sparse, chunk by chunk."""
-    k = w_gate.shape[0]
-    B = x.shape[0]
-    thr = np.float32(threshold)
+OP_FUSED, OP_GATE, OP_UP, OP_DOWN = 0, 1, 2, 3
+
+
+@njit(parallel=True, cache=True)
+def rows_kernel(op, w_a, w_b, x, thr, actual_sparsity, status, h1, h3, part, workers, nch):
+    """One parallel driver for the row kernels (one compile per weight dtype, not four):
+
+    * OP_FUSED: gate (w_a), activation, actual sparsity and up (w_b) in one pass -> h3, status;
+    * OP_GATE:  non-fused step 1, h1 = act(w_a . x) (marks ZERO rows);
+    * OP_UP:    non-fused steps 2+3, h3 = h1 * (w_b . x) for the surviving rows (marks COMP);
+    * OP_DOWN:  chunk c adds h3[b, i] * w_a[i] (w_a = W_down^T) over its COMP rows into part[c, b].
+    """
+    k = status.shape[1]
     span = (k + nch - 1) // nch + 1
     counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(workers):
-        idx = np.empty(span, dtype=np.int64)
-        idx2 = np.empty(span, dtype=np.int64)
-        g = np.empty(span, dtype=np.float32)
-        h1 = np.empty(span, dtype=np.float32)
-        u = np.empty(span, dtype=np.float32)
+    idx_all = np.empty((workers, 2, span), dtype=np.int64)  # per-thread scratch
+    val_all = np.empty((workers, 3, span), dtype=np.float32)
+    for t in prange(workers):
         while True:
             c = fetch_add(counter)
             if c >= nch:
                 break
             lo, hi = _bounds(c, nch, k)
-            for b in range(B):
-                n = 0
-                for i in range(lo, hi):
-                    h3[b, i] = 0.0
-                    if not (status[b, i] & _PRED):
-                        idx[n] = i
-                        n += 1
-                _dots(w_gate, idx, n, x[b], g)
-                n2 = 0
-                for m in range(n):
-                    v = g[m] if g[m] >= thr else np.float32(0.0)
-                    if v == 0:
-                        status[b, idx[m]] = _ZERO
-                        if actual_sparsity:
-                            continue
-                    idx2[n2] = idx[m]
-                    h1[n2] = v
-                    n2 += 1
-                _dots(w_up, idx2, n2, x[b], u)
-                for m in range(n2):
-                    i = idx2[m]
-                    h3[b, i] = h1[m] * u[m]
-                    status[b, i] |= _COMP
+            if op == OP_FUSED:
+                _fused_chunk(w_a, w_b, x, thr, actual_sparsity, status, h3, lo, hi, idx_all[t, 0], idx_all[t, 1],
+                             val_all[t, 0], val_all[t, 1], val_all[t, 2])
+            elif op == OP_GATE:
+                _gate_chunk(w_a, x, thr, status, h1, lo, hi, idx_all[t, 0], val_all[t, 0])
+            elif op == OP_UP:
+                _up_chunk(w_b, x, actual_sparsity, status, h1, h3, lo, hi, idx_all[t, 0], val_all[t, 0])
+            else:
+                _down_chunk(w_a, h3, status, part, c, lo, hi, idx_all[t, 0], val_all[t, 0])
 
 
-def _gate_body(w_gate, x, threshold, status, h1, workers, nch):
-    """Non-fused step 1: h1 = act(W_gate . x) for rows not predicted sparse (marks ZERO rows)."""
-    k = w_gate.shape[0]
-    B = x.shape[0]
-    thr = np.float32(threshold)
-    span = (k + nch - 1) // nch + 1
-    counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(workers):
-        idx = np.empty(span, dtype=np.int64)
-        g = np.empty(span, dtype=np.float32)
-        while True:
-            c = fetch_add(counter)
-            if c >= nch:
-                break
-            lo, hi = _bounds(c, nch, k)
-            for b in range(B):
-                n = 0
-                for i in range(lo, hi):
-                    h1[b, i] = 0.0
-                    if not (status[b, i] & _PRED):
-                        idx[n] = i
-                        n += 1
-                _dots(w_gate, idx, n, x[b], g)
-                for m in range(n):
-                    v = g[m] if g[m] >= thr else np.float32(0.0)
-                    h1[b, idx[m]] = v
-                    if v == 0:
-                        status[b, idx[m]] = _ZERO
-
-
-def _up_body(w_up, x, actual_sparsity, status, h1, h3, workers, nch):
-    """Non-fused steps 2+3: h3 = h1 * (W_up . x) for the rows that survive (writes h3, marks COMP)."""
-    k = w_up.shape[0]
-    B = x.shape[0]
-    span = (k + nch - 1) // nch + 1
-    counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(workers):
-        idx = np.empty(span, dtype=np.int64)
-        u = np.empty(span, dtype=np.float32)
-        while True:
-            c = fetch_add(counter)
-            if c >= nch:
-                break
-            lo, hi = _bounds(c, nch, k)
-            for b in range(B):
-                n = 0
-                for i in range(lo, hi):
-                    h3[b, i] = 0.0
-                    st = status[b, i]
-                    if not ((st & _PRED) or (actual_sparsity and (st & _ZERO))):
-                        idx[n] = i
-                        n += 1
-                _dots(w_up, idx, n, x[b], u)
-                for m in range(n):
-                    i = idx[m]
-                    h3[b, i] = h1[b, i] * u[m]
-                    status[b, i] |= _COMP
-
-
-def _down_body(w_down_t, h3, status, y, workers, nch):
-    """y[b] = sum over COMP rows i of h3[b, i] * W_down^T[i].
-
-    Each chunk of rows accumulates into its own float32 buffer of length d per input row (written
-    by whichever thread takes the chunk); the buffers are summed in chunk order at the end, so the
-    result does not depend on which thread ran which chunk."""
-    k, d = w_down_t.shape
-    B = h3.shape[0]
-    span = (k + nch - 1) // nch + 1
-    part = np.empty((nch, B, d), dtype=np.float32)
-    counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(workers):
-        idx = np.empty(span, dtype=np.int64)
-        vals = np.empty(span, dtype=np.float32)
-        while True:
-            c = fetch_add(counter)
-            if c >= nch:
-                break
-            lo, hi = _bounds(c, nch, k)
-            for b in range(B):
-                n = 0
-                for i in range(lo, hi):
-                    if status[b, i] & _COMP:
-                        idx[n] = i
-                        vals[n] = h3[b, i]
-                        n += 1
-                acc = part[c, b]
-                acc[:] = 0.0
-                _axpys(w_down_t, idx, vals, n, acc)
-    for b in range(B):
-        for j in range(d):
+@njit(cache=True)
+def sum_parts(part, y):
+    """y[b] = sum over chunks c (in order) of part[c, b]."""
+    for b in range(y.shape[0]):
+        for j in range(y.shape[1]):
             s = np.float32(0.0)
-            for c in range(nch):
+            for c in range(part.shape[0]):
                 s += part[c, b, j]
             y[b, j] = s
 
 
-def _jit(body, parallel: bool):
-    """njit a kernel body, parallel (prange over chunks) or serial (prange is range).
-
-    Each variant is a copy of the body under its own name, so the two get separate cache files."""
-    name = body.__name__.replace("_body", "_par" if parallel else "_ser").lstrip("_")
-    func = pytypes.FunctionType(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
-    func.__qualname__ = name
-    func.__doc__ = body.__doc__
-    return njit(parallel=parallel, cache=True, fastmath=_FM)(func)
-
-
-KERNELS = {
-    parallel: {
-        name: _jit(body, parallel)
-        for name, body in (("predict", _predict_body), ("gate_up_fused", _gate_up_fused_body), ("gate", _gate_body),
-                           ("up", _up_body), ("down", _down_body))
-    }
-    for parallel in (True, False)
-}
 SERIAL_BELOW = 1 << 18  # weight elements x batch rows under which one thread beats a fork/join
 CHUNKS_PER_THREAD = 16  # rows are handed out in chunks, dynamically (a busy core takes fewer)
 DOWN_CHUNKS_PER_THREAD = 4  # the down projection keeps one d-length buffer per chunk
 
 
-def _plan(k: int, d: int, batch: int, per_thread: int = CHUNKS_PER_THREAD):
-    """(kernel table, threads, row chunks) for one call."""
+def _threads(k: int, d: int, batch: int) -> int:
+    """Threads for one call: 1 (the chunk functions run directly, one chunk) for small calls."""
     threads = numba.get_num_threads()
-    if k * d * batch < SERIAL_BELOW or threads == 1:
-        return KERNELS[False], 1, 1
-    return KERNELS[True], threads, max(1, min(k, per_thread * threads))
+    if k * d * batch < SERIAL_BELOW:
+        return 1
+    return threads
+
+
+def _chunks(k: int, threads: int, per_thread: int) -> int:
+    return max(1, min(k, per_thread * threads))
 
 
 class NumbaCPUBackend:
@@ -315,16 +290,20 @@ class NumbaCPUBackend:
         return prep
 
     def _predict_status(self, prep: PreparedMLP, xf: np.ndarray, alpha: Optional[float]) -> np.ndarray:
-        B = xf.shape[0]
-        status = np.zeros((B, prep.k), dtype=np.int8)
+        B, k = xf.shape[0], prep.k
+        status = np.zeros((B, k), dtype=np.int8)
         if alpha is not None:
             sw = prep.state["nb_signs"]
             sx = np.empty((B, sw.shape[1]), dtype=np.uint32)
             pack_x_signs(xf, sx)
             if sw.shape[1] % 2 == 0:
                 sw, sx = sw.view(np.uint64), sx.view(np.uint64)
-            kern, workers, nch = _plan(prep.k, prep.d // 32 + 1, B)
-            kern["predict"](sw, sx, nneg_threshold(alpha, prep.d), status, workers, nch)
+            nmin = nneg_threshold(alpha, prep.d)
+            threads = _threads(k, sw.shape[1] * 8, B)  # bytes of words ~ elements of a 8-byte dtype
+            if threads == 1:
+                _predict_chunk(sw, sx, nmin, status, 0, k)
+            else:
+                predict_kernel(sw, sx, nmin, status, threads, _chunks(k, threads, CHUNKS_PER_THREAD))
         return status
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -339,20 +318,37 @@ class NumbaCPUBackend:
         check_input(prep, x)
         st = prep.state
         xf = x.float().contiguous().numpy()
-        B = xf.shape[0]
+        B, k, d = xf.shape[0], prep.k, prep.d
         status = self._predict_status(prep, xf, alpha)
-        h3 = np.empty((B, prep.k), dtype=np.float32)
-        thr, as_on = float(threshold), bool(actual_sparsity)
-        kern, workers, nch = _plan(prep.k, prep.d, B)
-        if fused:
-            kern["gate_up_fused"](st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, workers, nch)
+        h3 = np.empty((B, k), dtype=np.float32)
+        thr, as_on = np.float32(threshold), bool(actual_sparsity)
+        threads = _threads(k, d, B)
+        y = np.empty((B, d), dtype=np.float32)
+        if threads == 1:  # one chunk of all rows, no thread team
+            idx = np.empty((2, k), dtype=np.int64)
+            val = np.empty((3, k), dtype=np.float32)
+            if fused:
+                _fused_chunk(st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, 0, k, idx[0], idx[1],
+                             val[0], val[1], val[2])
+            else:
+                h1 = np.empty((B, k), dtype=np.float32)
+                _gate_chunk(st["nb_gate"], xf, thr, status, h1, 0, k, idx[0], val[0])
+                _up_chunk(st["nb_up"], xf, as_on, status, h1, h3, 0, k, idx[0], val[0])
+            _down_chunk(st["nb_down_t"], h3, status, y.reshape(1, B, d), 0, 0, k, idx[0], val[0])
         else:
-            h1 = np.empty((B, prep.k), dtype=np.float32)
-            kern["gate"](st["nb_gate"], xf, thr, status, h1, workers, nch)
-            kern["up"](st["nb_up"], xf, as_on, status, h1, h3, workers, nch)
-        y = np.empty((B, prep.d), dtype=np.float32)
-        kern, workers, nch = _plan(prep.k, prep.d, B, DOWN_CHUNKS_PER_THREAD)
-        kern["down"](st["nb_down_t"], h3, status, y, workers, nch)
+            nch = _chunks(k, threads, CHUNKS_PER_THREAD)
+            wg, wu, wd = st["nb_gate"], st["nb_up"], st["nb_down_t"]
+            no_part = np.empty((1, 1, 1), dtype=np.float32)
+            if fused:
+                rows_kernel(OP_FUSED, wg, wu, xf, thr, as_on, status, h3, h3, no_part, threads, nch)
+            else:
+                h1 = np.empty((B, k), dtype=np.float32)
+                rows_kernel(OP_GATE, wg, wu, xf, thr, as_on, status, h1, h3, no_part, threads, nch)
+                rows_kernel(OP_UP, wg, wu, xf, thr, as_on, status, h1, h3, no_part, threads, nch)
+            nch = _chunks(k, threads, DOWN_CHUNKS_PER_THREAD)
+            part = np.empty((nch, B, d), dtype=np.float32)
+            rows_kernel(OP_DOWN, wd, wd, xf, thr, as_on, status, h3, h3, part, threads, nch)
+            sum_parts(part, y)
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
         return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)

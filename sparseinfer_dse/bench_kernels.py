@@ -184,6 +184,22 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     return row
 
 
+def _set_omp_wait_policy(policy: str) -> str:
+    """Set OMP_WAIT_POLICY before torch/Numba load their OpenMP runtimes; returns what is in effect.
+
+    Spinning idle OpenMP threads (the default) steal the cores of the other thread team on a
+    machine shared with other jobs: torch's team after a dense op, Numba's after a kernel."""
+    import sys
+
+    current = os.environ.get("OMP_WAIT_POLICY")
+    if policy == "keep" or current is not None:
+        return f"OMP_WAIT_POLICY={current or 'unset'}"
+    if "torch" in sys.modules or "numba" in sys.modules:
+        return "OMP_WAIT_POLICY=unset (runtime already loaded)"
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+    return f"OMP_WAIT_POLICY={policy.upper()}"
+
+
 def _threads(device: str) -> Optional[int]:
     if device == "cuda":
         return None
@@ -223,6 +239,9 @@ def bench_kernels_command(
     flush: Annotated[bool, typer.Option("--flush/--no-flush", help="Evict caches before every timed call.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows as a JSON list to FILE.")] = None,
+    omp_wait_policy: Annotated[str, typer.Option(
+        "--omp-wait-policy", help="OMP_WAIT_POLICY for torch's and Numba's OpenMP threads when not already set: "
+        "passive (idle threads sleep; fair on a shared machine), active (they spin), or keep.")] = "passive",
 ) -> None:
     """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS)."""
     shapes = parse_shapes(shape)
@@ -232,6 +251,10 @@ def bench_kernels_command(
         raise UserError("--repeats and --batch must be >= 1, --warmup >= 0")
     if alpha < 0 or alpha != alpha:
         raise UserError("--alpha must be a number >= 0")
+
+    if omp_wait_policy not in ("passive", "active", "keep"):
+        raise UserError("--omp-wait-policy: use passive, active or keep")
+    omp_note = _set_omp_wait_policy(omp_wait_policy)
 
     import torch
 
@@ -269,7 +292,10 @@ def bench_kernels_command(
                     rows.append(bench_one(be, device, d, k, sp, td, alpha=alpha, threshold=threshold, batch=batch,
                                           repeats=repeats, warmup=warmup, flush=flush, seed=seed, progress=bar))
     typer.echo(f"backend {be.name} on {device}, threads {_threads(device)}, alpha {alpha}, threshold {threshold}, "
-               f"batch {batch}, {repeats} repeats (medians; sparse p10-p90), caches {'flushed' if flush else 'warm'}")
+               f"batch {batch}, {repeats} repeats (medians; sparse p10-p90), caches {'flushed' if flush else 'warm'}, "
+               f"{omp_note}")
+    for row in rows:
+        row["omp_wait_policy"] = omp_note
     typer.echo(format_table(rows))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,26 @@ import typer
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
 
 
+def passive_openmp() -> Optional[str]:
+    """Make idle OpenMP threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose.
+
+    The numba-cpu decode step alternates torch ops (attention; torch's own libgomp) and Numba
+    kernels (Numba's `omp` layer, a second libgomp). With the default policy each runtime's idle
+    threads spin for milliseconds after every parallel region and take the cores from the other one:
+    measured here on one synthetic-7b layer, the sparse step fell from about 2.0x faster than dense to
+    no faster at all. libgomp reads the variable when it is loaded, so this must run before torch (and
+    Numba's pool) start. Returns a warning when that is too late, else None."""
+    import sys
+
+    if "OMP_WAIT_POLICY" in os.environ:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "torch" in sys.modules:
+        return ("torch was loaded before OMP_WAIT_POLICY=PASSIVE could be set; its idle threads spin and can slow "
+                "the Numba kernels down: start the process with OMP_WAIT_POLICY=PASSIVE")
+    return None
+
+
 def _load(spec: Any) -> Any:
     from sparseinfer_dse.models.loading import load_model
     from sparseinfer_dse.models.synthetic import is_synthetic_name, load_synthetic
@@ -55,7 +75,9 @@ def bench_model_command(
     prompts: Annotated[int, typer.Option("--prompts", help="Number of prompts (the first GSM8K test questions).")] = 2,
     repeats: Annotated[int, typer.Option("--repeats", "-r", help="Rounds; each decodes every prompt once per variant, interleaved with dense.")] = 3,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs of the first prompt per variant before timing.")] = 1,
-    variants: Annotated[str, typer.Option("--variants", help="Comma list of SparseInfer variants (Fig. 4): kf+as (fused kernel + actual sparsity; the headline), kf, as, plain.")] = "kf+as,kf,as,plain",
+    variants: Annotated[str, typer.Option(
+        "--variants", help="Comma list of SparseInfer variants (Fig. 4): kf+as (fused kernel + actual sparsity; "
+        "the headline), kf, as, plain.")] = "kf+as,kf,as,plain",
     threads: Annotated[Optional[int], typer.Option("--threads", help="torch and Numba threads (default: as started).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Directory holding gsm8k/test.jsonl; default: built-in GSM8K-style questions.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full results as JSON to this file.")] = None,
@@ -65,7 +87,10 @@ def bench_model_command(
     """Per-token decode latency at batch 1: dense and SparseInfer interleaved in one run, on the same
     prompts and the same (teacher-forced) tokens, with median and p10/p90 ms/token, the speedup over
     dense, the MLP share of the dense step, the four variants of the paper's Fig. 4 and the sparsity
-    measured per layer. Prefill is dense and untimed."""
+    measured per layer. Prefill is dense and untimed. Sets OMP_WAIT_POLICY=PASSIVE unless it is set."""
+    omp_warning = passive_openmp()
+    if omp_warning:
+        typer.echo(f"warning: {omp_warning}", err=True)
     from sparseinfer_dse.engine.latency import (
         MAIN_VARIANT,
         VARIANTS,
@@ -134,7 +159,10 @@ def bench_model_command(
                                  mlp_share=mlp_share, allow_model_mismatch=allow_model_mismatch),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "notes": lm.notes,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     })
+    if omp_warning:
+        res["warnings"] = [omp_warning]
     if handle.notice:
         res["notice"] = handle.notice
     handle.undo()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import json
 import statistics
 import time
@@ -266,7 +267,8 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     Returns a dict: `dense_ms_per_token`, `sparse_ms_per_token` (the first variant), `speedup`, p10/p90
     of each, `variants` (per-variant figures), `dense_mlp_ms_per_token` and `mlp_share` (a separate
     pass with hooks on the MLP modules), `layers` (per-layer sparsity, one extra untimed decode) and
-    the settings. The handle's options are restored on return.
+    the settings. The handle's options are restored on return. With the numba-cpu backend run the
+    process with OMP_WAIT_POLICY=PASSIVE (see `bench_model_cmd.passive_openmp`).
     """
     from sparseinfer_dse.engine.sparsify import SparsifiedModel
 
@@ -286,6 +288,11 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
             raise UserError("a tokenizer is needed to build the prompts")
         workload = prepare_workload(model, tokenizer, prompts or load_prompts(2), tokens, handle)
     device = workload.device
+    if handle is not None and handle.backend == "numba-cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        import warnings
+
+        warnings.warn("OMP_WAIT_POLICY is not PASSIVE: torch's and Numba's OpenMP threads spin after each parallel "
+                      "region and slow each other down; start Python with OMP_WAIT_POLICY=PASSIVE", stacklevel=2)
     names = (["dense"] if include_dense else []) + list(variants)
     if not names:
         raise UserError("nothing to measure: no variant and no dense run")
@@ -354,6 +361,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
         "backend": handle.backend if handle else None,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "threads": thread_counts(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "profile": _profile_info(handle),
     }
     if include_dense:

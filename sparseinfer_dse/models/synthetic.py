@@ -185,10 +185,10 @@ def build_synthetic(name: str = "synthetic-7b", *, layers: Optional[int] = None,
     return model, tok
 
 
-def load_synthetic(spec: Any, *, tokenizer: bool = True, seed: int = 0) -> Any:
+def load_synthetic(spec: Any, *, weights: bool = True, tokenizer: bool = True, seed: int = 0) -> Any:
     """A LoadedModel for a ModelSpec whose `model` is a synthetic name ('synthetic-7b:L2'): built in
-    memory on the CPU in spec.dtype (auto = float32), then moved to spec.device. What `load_model`
-    returns for such names."""
+    memory on the CPU in spec.dtype (auto = float32), then moved to spec.device (weights=False: on
+    the meta device, structure only). What `load_model` returns for such names."""
     from sparseinfer_dse.models.discovery import discover_mlps
     from sparseinfer_dse.models.identity import ModelIdentity, config_hash
     from sparseinfer_dse.models.loading import LoadedModel, Source, resolve_device, resolve_dtype
@@ -198,8 +198,16 @@ def load_synthetic(spec: Any, *, tokenizer: bool = True, seed: int = 0) -> Any:
         raise UserError("--gguf-file does not apply to a synthetic model")
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype)
-    model, tok = build_synthetic(spec.model, dtype=torch.float32 if dtype == "auto" else dtype, seed=seed)
-    model = model.to(device)
+    dtype = torch.float32 if dtype == "auto" else dtype
+    if weights:
+        model, tok = build_synthetic(spec.model, dtype=dtype, seed=seed)
+        model = model.to(device)
+    else:
+        from transformers import LlamaForCausalLM
+
+        tok = build_tokenizer()
+        with torch.device("meta"):
+            model = LlamaForCausalLM(synthetic_config(spec.model, vocab_size=len(tok), seed=seed)).to(dtype)
     mlps = discover_mlps(model)
     identity = ModelIdentity(spec.model, config_hash(model.config), len(mlps))
     return LoadedModel(spec, Source("synthetic", spec.model), model, model.config, mlps, identity, device,

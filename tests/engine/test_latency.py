@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,7 @@ from sparseinfer_dse.engine.latency import (
     load_prompts,
     measure_decode_latency,
     prepare_workload,
+    set_threads,
 )
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
@@ -45,7 +47,7 @@ def test_measure_interleaved_prefill_dense_decode_sparse(small):
     model, tok = small
     h = sparsify(model, None, backend="torch")
     try:
-        P, N, R, W = 2, 4, 2, 1
+        P, N, R, W = 2, 2, 1, 1
         variants = list(VARIANTS)
         res = measure_decode_latency(h, tok, load_prompts(P), tokens=N, repeats=R, variants=variants, warmup=W)
         for key in ("dense_ms_per_token", "sparse_ms_per_token", "dense_p10_ms", "dense_p90_ms",
@@ -101,8 +103,10 @@ def test_workload_reuse_across_profiles(small):
         h.undo()
 
 
-def test_bench_model_command_json(tmp_path):
+def test_bench_model_command_json(tmp_path, monkeypatch):
     from sparseinfer_dse.bench_model_cmd import bench_model_command
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the command would set it (too late in this process)
 
     model, tok = build_synthetic("synthetic-7b", layers=2, d=96, k=258, heads=3, seed=3)
     model.save_pretrained(tmp_path / "m")
@@ -111,9 +115,14 @@ def test_bench_model_command_json(tmp_path):
     app.command()(bench_model_command)
     app.command("other")(lambda: None)
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench-model-command", "--model", str(tmp_path / "m"), "--device", "cpu",
-                                   "--backend", "numba-cpu", "--tokens", "3", "--prompts", "1", "--repeats", "1",
-                                   "--threads", "1", "--json", str(out)], catch_exceptions=False)
+    before = torch.get_num_threads()
+    try:
+        res = CliRunner().invoke(app, ["bench-model-command", "--model", str(tmp_path / "m"), "--device", "cpu",
+                                       "--backend", "numba-cpu", "--tokens", "2", "--prompts", "1", "--repeats", "1",
+                                       "--variants", "plain,kf+as", "--threads", "1", "--json", str(out)],
+                                 catch_exceptions=False)
+    finally:
+        set_threads(before)
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     for key in ("dense_ms_per_token", "sparse_ms_per_token", "speedup", "dense_p10_ms", "dense_p90_ms",
@@ -121,7 +130,19 @@ def test_bench_model_command_json(tmp_path):
                 "threads", "layers", "mlp_share", "command"):
         assert key in data, key
     assert data["backend"] == "numba-cpu" and data["threads"] == {"torch": 1, "numba": 1}
-    assert data["model"] == str(tmp_path / "m") and len(data["variants"]) == 4 and len(data["layers"]) == 2
+    assert data["model"] == str(tmp_path / "m") and list(data["variants"]) == ["kf+as", "plain"]
+    assert data["sparse_variant"] == "kf+as" and len(data["layers"]) == 2
     assert data["dense_ms_per_token"] > 0 and data["sparse_ms_per_token"] > 0 and math.isfinite(data["speedup"])
-    assert "--tokens 3" in data["command"]
-    assert "SparseInfer+AS" in res.output
+    assert data["omp_wait_policy"] == "PASSIVE" and "warnings" not in data
+    assert "--tokens 2" in data["command"] and "--variants kf+as,plain" in data["command"]
+    assert "SparseInfer+KF+AS" in res.output
+
+
+def test_passive_openmp(monkeypatch):
+    from sparseinfer_dse.bench_model_cmd import passive_openmp
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert passive_openmp() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert "torch was loaded" in passive_openmp()  # torch is imported here: too late, say so
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"

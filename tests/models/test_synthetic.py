@@ -112,5 +112,7 @@ def test_load_synthetic_gives_a_loaded_model(monkeypatch):
     lm = synthetic.load_synthetic(ModelSpec("synthetic-7b:L2", device="cpu", dtype="auto"))
     assert lm.dtype == torch.float32 and len(lm.mlps) == 2 and lm.identity.num_layers == 2
     assert lm.identity.name == "synthetic-7b:L2" and lm.tokenizer is not None and lm.source.kind == "synthetic"
+    meta = synthetic.load_synthetic(ModelSpec("synthetic-7b:L2", dtype="bfloat16"), weights=False)
+    assert meta.identity == lm.identity and meta.dtype == torch.bfloat16 and meta.mlps[0].gate.weight.is_meta
     with pytest.raises(UserError):
         synthetic.load_synthetic(ModelSpec("synthetic-7b", gguf_file="x.gguf"))
