@@ -12,9 +12,14 @@ four independent memory streams keep more cache misses in flight than one row af
 is what a row-skipping GEMV needs to approach the memory bandwidth. Dot products accumulate in
 float32 with reassociation allowed (vectorised). The down projection gives each chunk a private
 float32 accumulator of length d per input row and sums them in chunk order at the end (no atomics,
-results independent of which thread took which chunk). Small calls run on one thread.
-"""
+results independent of which thread took which chunk).
 
+Code layout: the work on one chunk of rows is a plain ``njit`` function (``_fused_chunk``,
+``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, ``_predict_chunk``); ``rows_kernel`` and
+``predict_kernel`` are the ``parallel=True`` drivers that hand chunks to threads (one driver for
+the four row kernels keeps the cold JIT time down: parallel lowering is the slow part). Calls
+smaller than SERIAL_BELOW call the chunk functions directly on all rows, without a thread team.
+"""
 
 from __future__ import annotations
 
@@ -107,11 +112,33 @@ def _axpys(w, idx, vals, n, acc):
 
 @njit(cache=True)
 def _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi):
+    """Rows [lo, hi) as four interleaved sub-ranges: four sequential streams in flight at once."""
     nw = sign_w.shape[1]
-    for i in range(lo, hi):
-        row = sign_w[i]
-        for b in range(sign_x.shape[0]):
-            xs = sign_x[b]
+    q = (hi - lo) // 4
+    for b in range(sign_x.shape[0]):
+        xs = sign_x[b]
+        for r in range(q):
+            i0 = lo + r
+            i1 = i0 + q
+            i2 = i1 + q
+            i3 = i2 + q
+            a0, a1, a2, a3 = sign_w[i0], sign_w[i1], sign_w[i2], sign_w[i3]
+            n0 = 0
+            n1 = 0
+            n2 = 0
+            n3 = 0
+            for w in range(nw):
+                v = xs[w]
+                n0 += popcount(a0[w] ^ v)
+                n1 += popcount(a1[w] ^ v)
+                n2 += popcount(a2[w] ^ v)
+                n3 += popcount(a3[w] ^ v)
+            status[b, i0] = _PRED if n0 >= nneg_min else np.int8(0)
+            status[b, i1] = _PRED if n1 >= nneg_min else np.int8(0)
+            status[b, i2] = _PRED if n2 >= nneg_min else np.int8(0)
+            status[b, i3] = _PRED if n3 >= nneg_min else np.int8(0)
+        for i in range(lo + 4 * q, hi):
+            row = sign_w[i]
             n = 0
             for w in range(nw):
                 n += popcount(row[w] ^ xs[w])

@@ -9,7 +9,8 @@ The integer type says which format the bits are in:
 
 ``to_f32(v)`` turns one element of any of these arrays into a float32 (bf16: shift left 16 and
 bitcast; fp16: bitcast to ``half`` and ``fpext``, which LLVM lowers to ``vcvtph2ps`` with F16C).
-``sign_bit_f32`` and ``popcount`` are the other two intrinsics the predictor needs.
+``sign_bit_f32`` and ``popcount`` serve the predictor; ``fetch_add`` (an atomic counter) lets the
+threads of a ``prange`` take chunks of rows dynamically.
 """
 
 from __future__ import annotations

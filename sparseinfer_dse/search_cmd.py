@@ -17,6 +17,23 @@ from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt
 from sparseinfer_dse.errors import UserError
 
 
+# The built-in demo's own study (as studies/demo.toml): what `search --model demo` runs when no flag
+# or study file says otherwise, so the README's first command measures real task accuracy.
+DEMO_DEFAULTS: dict[str, Any] = {"tasks": "demo_arith", "limit": 100, "alpha_range": "0.85:1.10"}
+
+
+def _apply_demo_defaults(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("model") != "demo" or values.get("study") is not None:
+        return values
+    out = dict(values)
+    for key, value in DEMO_DEFAULTS.items():
+        if key in ("tasks", "limit") and values.get("fidelity") == "proxy":
+            continue  # a proxy-only search measures no task accuracy
+        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
+            out[key] = value
+    return out
+
+
 def _apply_study_file(ctx: click.Context, path: Optional[Path], values: dict[str, Any]) -> dict[str, Any]:
     """Values from a study TOML (`[search]` table, option names with underscores) where no flag was given."""
     if path is None:
@@ -47,7 +64,7 @@ def search_command(
     study: Annotated[Optional[Path], typer.Option(help="Study TOML (see studies/); flags override it.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default studies/runs/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Study name (folder and optuna study).")] = "demo",
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the output folder).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the output folder); postgresql://user:password@host/db lets workers on many machines join one study (same --name).")] = None,
     space: Annotated[str, typer.Option(help="per-layer, early-block (alpha on the first N layers) or groups:K.")] = "per-layer",
     alpha_range: Annotated[str, typer.Option(help="Alpha range low:high.")] = "0.95:1.10",
     alpha_step: Annotated[float, typer.Option(help="Alpha grid step.")] = 0.01,
@@ -73,29 +90,29 @@ def search_command(
     dtype: DtypeOpt = "auto",
     decode_activation: DecodeActivationOpt = None,
     report: Annotated[bool, typer.Option(help="Draw the report at the end.")] = True,
+    heartbeat_interval: Annotated[int, typer.Option(help="Seconds between heartbeats of a running trial (crash detection).")] = 10,
+    grace_period: Annotated[int, typer.Option(help="Seconds without heartbeat after which another worker fails a trial as lost and re-enqueues it.")] = 30,
 ) -> None:
     """Search per-layer alpha profiles for the Pareto front of (decode latency, accuracy).
 
     Latency is measured on the device (batch 1, interleaved with dense); accuracy by the KL proxy,
-    lm-eval (--tasks), or both (staged). Uniform 1.00 and the paper's heuristic (1.03 on the first
+    lm-eval (--tasks), or both (staged); `--model demo` defaults to staged `demo_arith` (limit 100,
+    alpha 0.85:1.10). Uniform 1.00 and the paper's heuristic (1.03 on the first
     half of the layers) are the first trials. Rerunning the same command continues the study; Ctrl-C
     stops cleanly. Writes trials.csv, pareto.csv, profiles/, study.json and report.html.
+
+    Several workers (GPUs, machines) join one study by running the same command with the same
+    --storage (PostgreSQL) and --name; --budget counts the whole study's finished trials. Watch it
+    with `sparseinfer-dse status`.
     """
-    v = _apply_study_file(ctx, study, dict(ctx.params))
+    v = _apply_demo_defaults(ctx, _apply_study_file(ctx, study, dict(ctx.params)))
     run_search(v)
 
 
 def run_search(v: dict[str, Any]) -> None:
-    from tqdm.auto import tqdm
-
-    from sparseinfer_dse.engine import sparsify
-    from sparseinfer_dse.engine.latency import set_threads
-    from sparseinfer_dse.models.loading import ModelSpec, load_model
     from sparseinfer_dse.search.driver import FIDELITIES, SearchConfig, finished_count, open_study, run_study
-    from sparseinfer_dse.search.evaluator import EvalSettings, SearchEvaluator
-    from sparseinfer_dse.search.outputs import write_outputs
-    from sparseinfer_dse.search.report import write_report
     from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+    from sparseinfer_dse.search.storage import open_storage, redact
 
     if v["budget"] < 1:
         raise UserError("--budget must be at least 1")
@@ -109,6 +126,18 @@ def run_search(v: dict[str, Any]) -> None:
     out = Path(v["out"] or Path("studies") / "runs" / v["name"])
     out.mkdir(parents=True, exist_ok=True)
     storage = v["storage"] or f"sqlite:///{(out / 'study.db').resolve()}"
+    hb = v.get("heartbeat_interval", 10), v.get("grace_period", 30)
+    rdb = open_storage(storage, *hb)  # before torch and the model load: a wrong URL fails at once, in one line
+
+    from tqdm.auto import tqdm
+
+    from sparseinfer_dse.engine import sparsify
+    from sparseinfer_dse.engine.latency import set_threads
+    from sparseinfer_dse.models.loading import ModelSpec, load_model
+    from sparseinfer_dse.search.evaluator import EvalSettings, SearchEvaluator
+    from sparseinfer_dse.search.outputs import write_outputs
+    from sparseinfer_dse.search.report import write_report
+
     if v["threads"]:
         set_threads(v["threads"])
 
@@ -123,20 +152,26 @@ def run_search(v: dict[str, Any]) -> None:
     identity = {
         "model": v["model"], "config_hash": lm.identity.config_hash, "dtype": str(lm.dtype), "space": space.describe(),
         "fidelity": fidelity, "tasks": list(task_list), "limit": v["limit"], "num_fewshot": v["num_fewshot"],
-        "proxy_metric": v["proxy_metric"], "calibration": v["calibration"], "device_kind": lm.device.type,
+        "proxy_metric": v["proxy_metric"], "calibration": v["calibration"],
+        "calibration_samples": v["calibration_samples"], "device_kind": device_kind(lm.device),
         "backend": handle.backend, "decode_activation": lm.spec.decode_activation,
         "latency": [v["latency_tokens"], v["latency_prompts"], v["latency_repeats"]],
     }
     worker = f"{socket.gethostname()}:{os.getpid()}:{lm.device}"
     cfg = SearchConfig(v["budget"], space, fidelity, v["sampler"], v["seed"], v["timeout"], v["name"], storage,
-                       identity=identity, worker=worker)
-    study = open_study(cfg)
+                       identity=identity, worker=worker, device=identity["device_kind"],
+                       heartbeat_interval=hb[0], grace_period=hb[1])
+    study = open_study(cfg, rdb)
+    optuna_quiet()
+    study.set_user_attr("budget", v["budget"])  # shown by `status` (the last worker's --budget)
     typer.echo(f"preparing: latency workload and proxy reference for {v['model']} ({lm.device}, backend {handle.backend})")
     ev = SearchEvaluator(lm, handle, settings, progress=False)
     dense = study.user_attrs.get("dense")
-    if dense is None:
+    if dense is None:  # the first worker measures it; a worker racing it measures too, harmlessly
         dense = ev.dense()
-        study.set_user_attr("dense", dense)
+        dense["worker"] = worker
+        if study.user_attrs.get("dense") is None:
+            study.set_user_attr("dense", dense)
     typer.echo(f"dense reference: {dense['ms']:.3f} ms/token" + (f", accuracy {dense['accuracy_full']:.1f}" if "accuracy_full" in dense else ""))
 
     done_before = finished_count(study)
@@ -145,7 +180,10 @@ def run_search(v: dict[str, Any]) -> None:
     def on_trial(st, trial) -> None:
         from optuna.trial import TrialState
 
-        bar.update(1)
+        bar.n = min(finished_count(st), v["budget"])
+        bar.refresh()
+        if trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs:
+            bar.write(f"trial {trial.number} failed: {trial.user_attrs['fail_reason']}", file=sys.stderr)
         good = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if good:
             best = min(good, key=lambda t: (-t.values[1], t.values[0]))
@@ -156,16 +194,30 @@ def run_search(v: dict[str, Any]) -> None:
     meta = {
         "model": v["model"], "identity": lm.identity.to_dict(), "device": str(lm.device), "backend": handle.backend,
         "dtype": str(lm.dtype), "fidelity": fidelity, "accuracy_label": ev.accuracy_label, "dense": dense,
-        "space": space.describe(), "sampler": v["sampler"], "budget": v["budget"], "storage": storage,
-        "study_name": v["name"], "versions": _versions(), "command": " ".join(["sparseinfer-dse", *sys.argv[1:]]),
-        "decode_activation": lm.spec.decode_activation,
+        "space": space.describe(), "sampler": v["sampler"], "budget": v["budget"], "storage": redact(storage),
+        "study_name": v["name"], "versions": _versions(), "command": _redacted_command(storage),
+        "decode_activation": lm.spec.decode_activation, "worker": worker,
     }
+
+    def on_wait(counts) -> None:
+        bar.write(f"budget fully claimed: waiting for {counts['running']} trial(s) still running on other workers "
+                  f"(a dead worker's trial is re-run after --grace-period {hb[1]} s; Ctrl-C leaves them to finish)",
+                  file=sys.stderr)
+
+    def on_lost(trial) -> None:
+        bar.write(f"trial {trial.number} was failed by another worker (no heartbeat from here for "
+                  f"--grace-period {hb[1]} s: this machine is overloaded?); its profile is re-run", file=sys.stderr)
+
     t0 = time.perf_counter()
     interrupted = False
+    _sigterm_as_ctrl_c()
     try:
-        run_study(study, cfg, ev, callbacks=[on_trial])
+        run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:
+        storage_lost(exc, storage)
+        raise
     finally:
         bar.close()
     meta["wall_s_last_run"] = round(time.perf_counter() - t0, 1)
@@ -176,6 +228,54 @@ def run_search(v: dict[str, Any]) -> None:
                f"-> {out}/pareto.csv, profiles/, report.html (rerun the same command to continue)")
     if interrupted:
         raise typer.Exit(130)
+
+
+def device_kind(device: Any) -> str:
+    """What must match for latencies to be comparable across workers: device type and model."""
+    from sparseinfer_dse.bench_model_cmd import _device_name
+
+    return f"{device.type}:{_device_name(device)}"
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """A scheduler's SIGTERM (preemption, `kill`) ends a worker as cleanly as Ctrl-C does."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def optuna_quiet() -> None:
+    """Failures are printed by the search itself, in one line (optuna would add a traceback)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def storage_lost(exc: BaseException, storage: str) -> None:
+    """Raise a one-line UserError if `exc` is the database going away in the middle of a run."""
+    import optuna
+    import sqlalchemy.exc
+
+    from sparseinfer_dse.search.storage import redact
+
+    if isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                        sqlalchemy.exc.InterfaceError)):
+        cause = exc.__cause__ or exc
+        msg = " ".join(str(getattr(cause, "orig", cause)).split())[:200]
+        raise UserError(f"lost the storage {redact(storage)} during the search: {msg} "
+                        "(finished trials are kept there; rerun the same command to continue)") from None
+
+
+def _redacted_command(storage: str) -> str:
+    from sparseinfer_dse.search.storage import redact
+
+    args = [redact(a) if a == storage else a for a in sys.argv[1:]]
+    return " ".join(["sparseinfer-dse", *args])
 
 
 def _versions() -> dict[str, str]:

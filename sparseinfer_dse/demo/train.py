@@ -307,9 +307,17 @@ def load_heldout(limit: int = 0) -> list[dict]:
 
 def train(r: Recipe, progress: Optional[Callable[[int, float], None]] = None, log: Callable[[str], None] = print):
     """Train tokenizer + model; returns (model, tokenizers.Tokenizer, train_seconds, history)."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(r.threads)
+    try:
+        return _train(r, progress, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(r: Recipe, progress, log):
     from transformers import LlamaForCausalLM
 
-    torch.set_num_threads(r.threads)
     torch.manual_seed(r.seed)
     random.seed(r.seed)
     texts = ["".join(_training_text(p)) for p in D.train_problems(r.seed, r.tokenizer_problems)]
@@ -381,14 +389,27 @@ def save_checkpoint(out: Path, model, tok, r: Recipe) -> None:
         f.chmod(0o644)
 
 
-def _machine() -> dict:
+def _machine(threads: int) -> dict:
+    import transformers
+
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def build(out: Path | str, r: Recipe, *, lm_eval: bool = False, show_progress: bool = True,
@@ -435,7 +456,15 @@ def build(out: Path | str, r: Recipe, *, lm_eval: bool = False, show_progress: b
     return card
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def make_card(r: Recipe, model, train_seconds: float, ev: dict, history: list) -> dict:
+    from sparseinfer_dse.demo import heldout_path
+
     cfg = model.config
     return {
         "name": "sparseinfer-dse demo model",
@@ -459,10 +488,17 @@ def make_card(r: Recipe, model, train_seconds: float, ev: dict, history: list) -
             "train_stream_seed": r.seed + 1,
             "split": f"SHA-256 of (family + worked equations) mod {D.SPLIT_BUCKETS}: bucket 0 held out",
             "heldout_file": "sparseinfer_dse/demo/data/heldout.jsonl",
+            "heldout_sha256": _sha256(heldout_path()),
             "prompt": D.PROMPT_TEMPLATE,
             "loss": f"next-token cross-entropy on question (weight {r.prompt_loss_weight}) and worked answer + </s> "
                     f"(weight 1); <s> prepended to a random {r.bos_prob:.0%} of the examples",
         },
         "results": {"dense_greedy": ev},
-        "training": {"seconds": round(train_seconds, 1), "machine": _machine(), "history": history},
+        "training": {
+            "seconds": round(train_seconds, 1),
+            "cpu_seconds": next((h["cpu_seconds"] for h in history if h.get("final")), None),
+            "note": "wall time of the training loop (tokenizer included, evaluation excluded) on a shared machine",
+            "machine": _machine(r.threads),
+            "history": [h for h in history if not h.get("final")],
+        },
     }

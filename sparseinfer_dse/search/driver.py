@@ -1,14 +1,23 @@
-"""The optuna study: seeds, budget, resumption, failure isolation, staged fidelity.
+"""The optuna study: seeds, budget, resumption, failure isolation, staged fidelity, many workers.
 
 Objectives are (latency ms/token: minimise, accuracy: maximise). With `staged` fidelity the
 optuna objective is the proxy score and lm-eval runs inside the trial only when the trial is on or
 near the proxy front at that moment; since a front only improves, a trial dominated beyond the
 margin then stays so, and every trial of the final front has its lm-eval figure.
+
+Many workers (processes, GPUs, machines) can run one study through a shared storage. The budget is
+global: a worker claims a trial only while `counted + running < budget`, under a cross-process lock
+(search/storage.py), so the study ends with exactly `budget` counted trials. Counted are COMPLETE
+trials and trials the evaluation itself failed; a trial lost with its worker (SIGKILL: failed by
+the heartbeat check; Ctrl-C) is FAIL but not counted, and its profile is enqueued again once.
+A worker whose budget is all claimed waits for the other workers' running trials (and fails those of
+dead workers) before it returns, so its outputs show the finished study.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -18,9 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.pareto import dominates
 from sparseinfer_dse.search.spaces import Space
+from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
+                                            redact, study_counts)
 
 FIDELITIES = ("full", "proxy", "staged")
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
 
 
 class Evaluator(Protocol):
@@ -43,7 +53,10 @@ class SearchConfig:
     storage: str = ""
     stage_margin: float = 0.1  # staged: promote trials within this fraction of the proxy range of the front
     identity: dict[str, Any] = field(default_factory=dict)  # what must match to resume/join a study
-    worker: str = ""  # recorded on every trial: which process/device measured it
+    worker: str = ""  # recorded on every trial: which process/device measured it (host:pid:device)
+    device: str = ""  # recorded on every trial: the device kind and name that measured its latency
+    heartbeat_interval: Optional[int] = HEARTBEAT_INTERVAL
+    grace_period: Optional[int] = GRACE_PERIOD
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -58,37 +71,60 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UserError(f"--sampler must be tpe, nsga2, gp or random, not {name!r}")
 
 
-def open_study(cfg: SearchConfig) -> optuna.Study:
-    """Create or resume the study; refuse one made for another model, space or objective."""
+def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:
+    """Create, resume or join the study; refuse one made for another model, space, objective or device.
+
+    `storage`: an already opened storage (search/storage.py `open_storage`), else opened from cfg."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=cfg.storage, study_name=cfg.study_name, load_if_exists=True,
-        directions=["minimize", "maximize"], sampler=make_sampler(cfg.sampler, cfg.seed),
-    )
-    have = study.user_attrs.get("identity")
-    if have is None:
-        study.set_user_attr("identity", cfg.identity)
-    elif have != cfg.identity:
+    storage = storage or open_storage(cfg.storage, cfg.heartbeat_interval, cfg.grace_period)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=cfg.study_name, load_if_exists=True,
+            directions=["minimize", "maximize"], sampler=make_sampler(cfg.sampler, cfg.seed),
+        )
+    except ValueError as exc:  # an existing study with other directions
+        raise UserError(f"study {cfg.study_name!r} in {redact(cfg.storage)} is not a search study ({exc})") from None
+    with ClaimLock(storage, cfg.study_name):  # two workers creating the study at once agree on one identity
+        have = study.user_attrs.get("identity")
+        if have is None:
+            study.set_user_attr("identity", cfg.identity)
+    if have is not None and have != cfg.identity:
         diff = sorted(k for k in set(have) | set(cfg.identity) if have.get(k) != cfg.identity.get(k))
+        shown = "; ".join(f"{k}: study {_short(have.get(k))}, here {_short(cfg.identity.get(k))}" for k in diff[:3])
         raise UserError(
-            f"study {cfg.study_name!r} in {cfg.storage} was made with other settings ({', '.join(diff)} differ); "
-            "use another --out/--name or the same settings"
+            f"study {cfg.study_name!r} in {redact(cfg.storage)} was made with other settings ({', '.join(diff)} differ: "
+            f"{shown}); use another --out/--name or the same settings"
         )
     return study
 
 
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials counted against the budget (COMPLETE, or failed by the evaluation; not lost ones)."""
+    return study_counts(study)["counted"]
 
 
-def enqueue_seeds(study: optuna.Study, space: Space) -> None:
-    """Uniform 1.00 and the paper's heuristic (1.03 on the first half), once per study."""
-    if any("seed" in t.user_attrs for t in study.get_trials(deepcopy=False)):
-        return
-    n = space.n
-    seeds = {"uniform-1.00": [1.0] * n, "paper-1.03": [1.03] * (n // 2) + [1.0] * (n - n // 2)}
-    for name, alphas in seeds.items():
-        study.enqueue_trial(space.params_for(alphas), user_attrs={"seed": name, "seed_alphas": alphas})
+SEED_FLAG = "seeds_enqueued"
+
+
+def enqueue_seeds(study: optuna.Study, space: Space, lock: Optional[ClaimLock] = None) -> bool:
+    """Uniform 1.00 and the paper's heuristic (1.03 on the first half), once per study even with many
+    workers: enqueued under the claim lock by the first worker, which sets a study flag. WAITING
+    trials are then popped atomically by the storage (one worker each). Returns True if enqueued here."""
+    lock = lock or ClaimLock(study._storage, study.study_name)
+    with lock:
+        if study.user_attrs.get(SEED_FLAG) or any("seed" in t.user_attrs for t in study.get_trials(deepcopy=False)):
+            return False
+        n = space.n
+        seeds = {"uniform-1.00": [1.0] * n, "paper-1.03": [1.03] * (n // 2) + [1.0] * (n - n // 2)}
+        for name, alphas in seeds.items():
+            study.enqueue_trial(space.params_for(alphas), user_attrs={"seed": name, "seed_alphas": alphas})
+        study.set_user_attr(SEED_FLAG, True)
+    return True
 
 
 def _score(t: FrozenTrial) -> tuple[float, float, float]:
@@ -101,43 +137,59 @@ def near_front(lat: float, score: float, noise: float, others: list[FrozenTrial]
 
 
 class Objective:
-    def __init__(self, cfg: SearchConfig, evaluator: Evaluator) -> None:
+    def __init__(self, cfg: SearchConfig, evaluator: Evaluator, on_start: Optional[Callable[[], None]] = None) -> None:
         self.cfg = cfg
         self.ev = evaluator
+        self.on_start = on_start  # called once the trial is claimed (releases the claim lock)
+        self.current: Optional[int] = None  # storage id of the trial being evaluated
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         cfg = self.cfg
-        alphas = tuple(cfg.space.suggest(trial))
-        if "seed_alphas" in trial.user_attrs:
-            alphas = tuple(trial.user_attrs["seed_alphas"])
-        trial.set_user_attr("alphas", list(alphas))
-        if cfg.worker:
-            trial.set_user_attr("worker", cfg.worker)
+        self.current = trial._trial_id
+        if self.on_start is not None:
+            self.on_start()
         try:
-            lat = self.ev.latency(alphas)
-            for key, value in lat.items():
-                trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
-            ms = float(lat["ms"])
-            if cfg.fidelity == "full":
-                full = self.ev.full(alphas)
-                self._record_full(trial, full)
-                trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
-                acc = float(full["accuracy"])
-            else:
-                prox = self.ev.proxy(alphas)
-                for key, value in prox.items():
-                    trial.set_user_attr(f"proxy_{key}", value)
-                acc = float(prox["score"])
-                fid = {"latency": "measured", "accuracy": "proxy"}
-                if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
-                    self._record_full(trial, self.ev.full(alphas))
-                    fid["accuracy_full"] = "lm-eval"
-                trial.set_user_attr("fidelity", fid)
+            if cfg.worker:
+                trial.set_user_attr("worker", cfg.worker)
+            if cfg.device:
+                trial.set_user_attr("device", cfg.device)
+            alphas = tuple(cfg.space.suggest(trial))
+            if "seed_alphas" in trial.user_attrs:
+                alphas = tuple(trial.user_attrs["seed_alphas"])
+            trial.set_user_attr("alphas", list(alphas))
+            ms, acc = self._evaluate(trial, alphas)
+        except KeyboardInterrupt:  # Ctrl-C: FAIL, not counted; its profile runs again later
+            _requeue_interrupted(trial)
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise  # another worker failed this trial as lost (see run_study)
         except Exception as exc:  # recorded, then optuna marks the trial FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise
+        return ms, acc
+
+    def _evaluate(self, trial: optuna.Trial, alphas: tuple) -> tuple[float, float]:
+        cfg = self.cfg
+        lat = self.ev.latency(alphas)
+        for key, value in lat.items():
+            trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
+        ms = float(lat["ms"])
+        if cfg.fidelity == "full":
+            full = self.ev.full(alphas)
+            self._record_full(trial, full)
+            trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
+            acc = float(full["accuracy"])
+        else:
+            prox = self.ev.proxy(alphas)
+            for key, value in prox.items():
+                trial.set_user_attr(f"proxy_{key}", value)
+            acc = float(prox["score"])
+            fid = {"latency": "measured", "accuracy": "proxy"}
+            if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
+                self._record_full(trial, self.ev.full(alphas))
+                fid["accuracy_full"] = "lm-eval"
+            trial.set_user_attr("fidelity", fid)
         if not (math.isfinite(ms) and math.isfinite(acc)):
-            trial.set_user_attr("fail_reason", f"non-finite objective (latency {ms}, accuracy {acc})")
             raise ValueError(f"non-finite objective (latency {ms}, accuracy {acc})")
         return ms, acc
 
@@ -160,14 +212,67 @@ class Objective:
         return near_front(ms, score, noise, done, margin)
 
 
+def _requeue_interrupted(trial: optuna.Trial) -> None:
+    try:
+        trial.set_user_attr("lost", "interrupted")
+        if "retry_of" not in trial.user_attrs:
+            from sparseinfer_dse.search.storage import requeue_lost
+
+            requeue_lost(trial.study, trial.study._storage.get_trial(trial._trial_id))
+    except Exception:  # the storage may be gone too; the trial then stays for the heartbeat check
+        pass
+
+
 def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
-              callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> int:
-    """Run trials until the study holds `budget` finished trials (or timeout). Returns trials run."""
-    enqueue_seeds(study, cfg.space)
-    remaining = cfg.budget - finished_count(study)
-    if remaining <= 0:
-        return 0
-    stop = optuna.study.MaxTrialsCallback(cfg.budget, states=FINISHED)
-    study.optimize(Objective(cfg, evaluator), n_trials=remaining, timeout=cfg.timeout, catch=(Exception,),
-                   callbacks=[stop, *callbacks], gc_after_trial=False)
-    return remaining
+              callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+              on_wait: Optional[Callable[[dict[str, int]], None]] = None,
+              on_lost: Optional[Callable[[FrozenTrial], None]] = None) -> int:
+    """Run trials until the study holds `budget` counted trials (or timeout). Returns trials run here.
+
+    Before each trial the worker takes the study's claim lock, fails dead workers' trials, and claims
+    a trial only if `counted + running < budget`; the lock is released as soon as the trial exists.
+    When the whole budget is claimed but trials still run elsewhere, it waits for them (calling
+    `on_wait` once with the counts), polling at the heartbeat interval. `on_lost` is called with a
+    trial of this worker that another worker failed as lost meanwhile (its result is dropped).
+    """
+    lock = ClaimLock(study._storage, study.study_name)
+    enqueue_seeds(study, cfg.space, lock)
+    objective = Objective(cfg, evaluator, on_start=lock.release)
+    stale_check = StaleCheck((cfg.grace_period or 2 * cfg.heartbeat_interval) if cfg.heartbeat_interval else None)
+    poll = float(min(cfg.heartbeat_interval or 5, 5))
+    t0 = time.monotonic()
+    ran = 0
+    waited = False
+    while cfg.timeout is None or time.monotonic() - t0 < cfg.timeout:
+        lock.acquire()
+        try:
+            stale_check(study)
+            counts = study_counts(study)
+            if counts["counted"] >= cfg.budget:
+                break
+            if counts["counted"] + counts["running"] >= cfg.budget:
+                lock.release()
+                if not waited and on_wait is not None:
+                    on_wait(counts)
+                waited = True
+                time.sleep(poll)
+                continue
+            # A sampler seeded by (seed, trials so far): reproducible for one worker, and workers that
+            # share a --seed do not draw the same random startup profiles.
+            study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.get_trials(deepcopy=False)))
+            objective.current = None
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=list(callbacks),
+                               gc_after_trial=False)
+            except (ValueError, RuntimeError):
+                # This worker was so slow (no heartbeat for a grace period) that another one failed its
+                # trial as lost and re-enqueued it; optuna then refuses our result. Go on.
+                tid = objective.current
+                if tid is None or study._storage.get_trial(tid).state != TrialState.FAIL:
+                    raise
+                if on_lost is not None:
+                    on_lost(study._storage.get_trial(tid))
+            ran += 1
+        finally:
+            lock.release()
+    return ran

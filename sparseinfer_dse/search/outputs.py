@@ -79,7 +79,7 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
     prof_dir = out / "profiles"
     prof_dir.mkdir(exist_ok=True)
     for old in prof_dir.glob("trial-*.json"):
-        old.unlink()
+        old.unlink(missing_ok=True)  # another worker writing the same folder may have removed it
     for _, row in front.iterrows():
         metrics = {"trial": int(row["trial"]), "latency_ms": float(row["latency_ms"]), "accuracy": float(row["accuracy"]),
                    "fidelity": fidelity}
