@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (sparseinfer_dse.cli.main)
 
 # d=72 is not a multiple of 32; k=200 is not a multiple of a warp/block size.
 TINY = dict(hidden_size=72, intermediate_size=200, num_hidden_layers=3, num_attention_heads=4,

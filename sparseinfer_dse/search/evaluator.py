@@ -47,6 +47,7 @@ class SearchEvaluator:
         if settings.proxy_metric not in PROXY_METRICS:
             raise UserError(f"--proxy-metric must be kl or top1, not {settings.proxy_metric!r}")
         self.lm, self.handle, self.s = lm, handle, settings
+        self.reference_ms: Optional[float] = None  # the study's dense ms/token (set by the caller)
         self.tok = lm.tokenizer
         self.progress = progress
         prompts = load_prompts(settings.latency_prompts, settings.data_dir)
@@ -99,14 +100,20 @@ class SearchEvaluator:
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=("kf+as",), include_dense=True, mlp_share=False, collect_sparsity=True)
         layers = res.get("layers") or []
+        ratio = 1.0 / res.get("speedup_paired", res["speedup"])  # sparse/dense of the same prompt and round
+        # Drift correction: the machine's speed moves between trials (other jobs, clocks), by more
+        # than the profiles differ. Dense and sparse run interleaved in each trial, so their paired
+        # ratio is steady; scaled by the study's one dense reference it is the trial's latency.
+        scale = self.reference_ms / res["dense_ms_per_token"] if self.reference_ms else 1.0
         return {
-            "ms": res["sparse_ms_per_token"],
-            "ratio": res["sparse_ms_per_token"] / res["dense_ms_per_token"],
+            "ms": ratio * self.reference_ms if self.reference_ms else res["sparse_ms_per_token"],
+            "ms_measured": res["sparse_ms_per_token"],
+            "ratio": ratio,
             "speedup": res["speedup"],
             "dense_ms": res["dense_ms_per_token"],
-            "p10_ms": res["sparse_p10_ms"],
-            "p90_ms": res["sparse_p90_ms"],
-            "noise_ms": median_noise_ms(res, "sparse"),
+            "p10_ms": res["sparse_p10_ms"] * scale,
+            "p90_ms": res["sparse_p90_ms"] * scale,
+            "noise_ms": median_noise_ms(res, "sparse") * scale,
             "layer_sparsity": [round(r["skipped"], 4) for r in layers],
             "layer_predicted": [round(r["predicted_sparsity"], 4) for r in layers],
             "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],

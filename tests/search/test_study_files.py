@@ -32,3 +32,33 @@ def test_bad_study_file_is_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from sparseinfer_dse.cli import main; main()", "search",
                            "--study", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown keys budgit" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _resolved(monkeypatch, args):
+    """The settings `search` would run with (run_search replaced by a recorder)."""
+    import sparseinfer_dse.search_cmd as sc
+    from typer.testing import CliRunner
+
+    from sparseinfer_dse.cli import _register, app
+
+    seen = {}
+    monkeypatch.setattr(sc, "run_search", lambda v: seen.update(v))
+    _register()
+    result = CliRunner().invoke(app, ["search", *args])
+    assert result.exit_code == 0, result.output
+    return seen
+
+
+def test_study_file_values_apply_and_flags_override(tmp_path, monkeypatch):
+    f = tmp_path / "s.toml"
+    f.write_text('[search]\nmodel = "demo"\nbudget = 7\nalpha_range = "0.9:1.0"\nsampler = "random"\n')
+    v = _resolved(monkeypatch, ["--study", str(f), "--sampler", "nsga2"])
+    assert (v["budget"], v["alpha_range"], v["sampler"]) == (7, "0.9:1.0", "nsga2")
+    assert v["tasks"] is None  # a study file turns the demo defaults off
+
+
+def test_demo_model_defaults_to_staged_demo_arith(monkeypatch):
+    v = _resolved(monkeypatch, ["--model", "demo", "--budget", "3"])
+    assert (v["tasks"], v["limit"], v["alpha_range"]) == ("demo_arith", 100, "0.85:1.10")
+    v = _resolved(monkeypatch, ["--model", "demo", "--fidelity", "proxy", "--alpha-range", "0.9:1.0"])
+    assert v["tasks"] is None and v["alpha_range"] == "0.9:1.0"
