@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
+from sparseinfer_dse.machine import cpu_name
 
 
 def passive_openmp() -> Optional[str]:
@@ -45,22 +46,12 @@ def _load(spec: Any) -> Any:
     return load_model(spec, weights=True, tokenizer=True)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _device_name(device: Any) -> str:
     import torch
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_name()} ({os.cpu_count()} logical CPUs)"
+    return f"{cpu_name()} ({os.cpu_count()} logical CPUs)"
 
 
 def bench_model_command(

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
+from sparseinfer_dse.machine import cpu_name
 from sparseinfer_dse.demo import data as D
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
@@ -393,23 +394,13 @@ def _machine(threads: int) -> dict:
     import transformers
 
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build(out: Path | str, r: Recipe, *, lm_eval: bool = False, show_progress: bool = True,

@@ -15,7 +15,7 @@ from torch import nn
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.engine.sparse_mlp import EngineOptions, SparseInferMLP
 from sparseinfer_dse.models.applicability import require_applicable
-from sparseinfer_dse.models.discovery import GatedMLP, decoder_layers, discover_mlps
+from sparseinfer_dse.models.discovery import decoder_layers, discover_mlps
 from sparseinfer_dse.profiles import AlphaProfile, ProfileError
 
 BACKEND_CHOICES = ("auto", "numba-cuda", "numba-cpu", "torch")

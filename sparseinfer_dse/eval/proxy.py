@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import torch
 
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.eval.harness import _model_of
 
 DEFAULT_SAMPLES = 32
 DEFAULT_MAX_PROMPT_TOKENS = 384
@@ -175,17 +176,6 @@ def encode_calibration(tokenizer: Any, calibration: Calibration, max_prompt_toke
 
 # ---------------------------------------------------------------------------------------------
 # the teacher-forced, step-by-step pass
-
-
-def _model_of(target: Any) -> torch.nn.Module:
-    from torch import nn
-
-    if isinstance(target, nn.Module):
-        return target
-    inner = getattr(target, "model", None)
-    if isinstance(inner, nn.Module):
-        return inner
-    raise TypeError(f"expected a model, a LoadedModel or a SparsifiedModel, got {type(target).__name__}")
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -128,12 +128,10 @@ def write_report(out: Path) -> Path:
     done = trials[trials["state"] == "COMPLETE"]
     col = accuracy_column(done, meta.get("fidelity", "proxy"))
     done = done[done[col].notna()] if col in done else done.iloc[0:0]
-    images = {
-        "pareto.png": plot_pareto(done, col, meta, out / "pareto.png"),
-        "alphas.png": plot_alpha_heatmap(front, out / "alphas.png"),
-        "sparsity.png": plot_sparsity(front, out / "sparsity.png"),
-        "hypervolume.png": plot_hypervolume(done, col, (meta.get("dense") or {}).get("ms"), out / "hypervolume.png"),
-    }
+    plot_pareto(done, col, meta, out / "pareto.png")
+    plot_alpha_heatmap(front, out / "alphas.png")
+    plot_sparsity(front, out / "sparsity.png")
+    plot_hypervolume(done, col, (meta.get("dense") or {}).get("ms"), out / "hypervolume.png")
     show = [c for c in ("trial", "latency_ms", "latency_ratio", "latency_noise_ms", "accuracy", "proxy_kl",
                         "proxy_top1", "accuracy_full", "seed") if c in front.columns]
     table = front[show].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="") if len(front) else "<p>no front yet</p>"
