@@ -22,6 +22,12 @@ from sparseinfer_dse.errors import UserError
 DEMO_DEFAULTS: dict[str, Any] = {"tasks": "demo_arith", "limit": 100, "alpha_range": "0.85:1.10"}
 
 
+def _from_default(ctx: click.Context, key: str) -> bool:
+    """True when no flag set `key`. By name: typer vendors its own click, whose enum is not click's."""
+    source = ctx.get_parameter_source(key)
+    return source is None or getattr(source, "name", "") == "DEFAULT"
+
+
 def _apply_demo_defaults(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
     if values.get("model") != "demo" or values.get("study") is not None:
         return values
@@ -29,7 +35,7 @@ def _apply_demo_defaults(ctx: click.Context, values: dict[str, Any]) -> dict[str
     for key, value in DEMO_DEFAULTS.items():
         if key in ("tasks", "limit") and values.get("fidelity") == "proxy":
             continue  # a proxy-only search measures no task accuracy
-        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
+        if _from_default(ctx, key):
             out[key] = value
     return out
 
@@ -52,7 +58,7 @@ def _apply_study_file(ctx: click.Context, path: Optional[Path], values: dict[str
         raise UserError(f"{path}: unknown keys {', '.join(unknown)} (use the search option names, e.g. alpha_range)")
     out = dict(values)
     for key, value in table.items():
-        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
+        if _from_default(ctx, key):
             out[key] = Path(value) if key in ("data_dir", "out") and value is not None else value
     return out
 
@@ -172,6 +178,7 @@ def run_search(v: dict[str, Any]) -> None:
         dense["worker"] = worker
         if study.user_attrs.get("dense") is None:
             study.set_user_attr("dense", dense)
+    ev.reference_ms = dense["ms"]
     typer.echo(f"dense reference: {dense['ms']:.3f} ms/token" + (f", accuracy {dense['accuracy_full']:.1f}" if "accuracy_full" in dense else ""))
 
     done_before = finished_count(study)
@@ -219,6 +226,11 @@ def run_search(v: dict[str, Any]) -> None:
         storage_lost(exc, storage)
         raise
     finally:
+        try:
+            bar.n = min(finished_count(study), v["budget"])  # other workers' trials too
+            bar.refresh()
+        except Exception:
+            pass
         bar.close()
     meta["wall_s_last_run"] = round(time.perf_counter() - t0, 1)
     summary = write_outputs(study, out, fidelity, lm.identity, meta)

@@ -232,14 +232,14 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
     Before each trial the worker takes the study's claim lock, fails dead workers' trials, and claims
     a trial only if `counted + running < budget`; the lock is released as soon as the trial exists.
     When the whole budget is claimed but trials still run elsewhere, it waits for them (calling
-    `on_wait` once with the counts), polling at the heartbeat interval. `on_lost` is called with a
+    `on_wait` once with the counts), polling every 2 s at most. `on_lost` is called with a
     trial of this worker that another worker failed as lost meanwhile (its result is dropped).
     """
     lock = ClaimLock(study._storage, study.study_name)
     enqueue_seeds(study, cfg.space, lock)
     objective = Objective(cfg, evaluator, on_start=lock.release)
     stale_check = StaleCheck((cfg.grace_period or 2 * cfg.heartbeat_interval) if cfg.heartbeat_interval else None)
-    poll = float(min(cfg.heartbeat_interval or 5, 5))
+    poll = float(min(cfg.heartbeat_interval or 2, 2))
     t0 = time.monotonic()
     ran = 0
     waited = False

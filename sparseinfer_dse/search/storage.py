@@ -82,6 +82,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _hint(msg: str) -> str:
     low = msg.lower()
+    if "is the server running" in low:
+        return ""
     if "password authentication failed" in low or "no password supplied" in low:
         return " (check the user and password in the URL)"
     if "does not exist" in low and "database" in low:
@@ -106,7 +108,7 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = HEARTBEAT_INTERVA
     """An RDBStorage with heartbeats, or a UserError of one line (unreachable, refused, no database...)."""
     import sqlalchemy.exc
 
-    url = normalize_url(url)
+    shown, url = redact(url), normalize_url(url)
     if "://" not in url:
         raise UserError(f"--storage must be a database URL (sqlite:///path.db, postgresql://user:pw@host/db), not {url!r}")
     if heartbeat_interval is not None and heartbeat_interval < 1:
@@ -136,13 +138,13 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = HEARTBEAT_INTERVA
                 time.sleep(0.5 + random.random())
         raise AssertionError("unreachable")
     except ImportError as exc:
-        raise UserError(f"storage {redact(url)}: database driver missing ({exc}); for PostgreSQL: "
+        raise UserError(f"storage {shown}: database driver missing ({exc}); for PostgreSQL: "
                         "pip install 'psycopg[binary]'") from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         msg = _one_line(exc)
-        raise UserError(f"cannot open storage {redact(url)}: {msg}{_hint(msg)}") from None
+        raise UserError(f"cannot open storage {shown}: {msg}{_hint(msg)}") from None
     except (RuntimeError, ValueError) as exc:  # e.g. schema version of another optuna
-        raise UserError(f"cannot open storage {redact(url)}: {_one_line(exc)}") from None
+        raise UserError(f"cannot open storage {shown}: {_one_line(exc)}") from None
 
 
 def rdb_of(storage: Any) -> Any:

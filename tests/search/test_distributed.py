@@ -57,23 +57,25 @@ def _load(url, name):
 
 def _poll_study(url, name, timeout=WAIT_S):
     """The study once a worker has created it (one storage for all the polling: no connection leak)."""
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = None
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:
+            storage = storage or open_storage(url, heartbeat_interval=None)
             return optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
+        except (KeyError, UserError):  # no study yet; SQLite: no folder yet
             time.sleep(0.2)
     raise AssertionError(f"study {name} never appeared")
 
 
 def _running_of(study, pid):
+    """Trials that worker `pid` is evaluating (its profile chosen: `alphas` recorded)."""
     return [t.number for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get("worker", "")]
+            if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get("worker", "") and "alphas" in t.user_attrs]
 
 
 def _stop_mid_trial(proc, url, name, sig, min_complete=1, timeout=WAIT_S):
-    """Send `sig` to worker `proc` while it is inside a trial (after `min_complete` complete trials).
+    """Send `sig` to worker `proc` while it is inside a trial (after it completed `min_complete` trials).
 
     The worker is frozen with SIGSTOP first, so the trial it runs is known exactly when the signal
     lands; if it froze between two trials it is resumed and we try again. Returns the trial number."""
@@ -83,7 +85,8 @@ def _stop_mid_trial(proc, url, name, sig, min_complete=1, timeout=WAIT_S):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         try:
             trials = study.get_trials(deepcopy=False)
-            ready = sum(t.state == TrialState.COMPLETE for t in trials) >= min_complete and _running_of(study, proc.pid)
+            own = [t for t in trials if f":{proc.pid}:" in t.user_attrs.get("worker", "")]
+            ready = sum(t.state == TrialState.COMPLETE for t in own) >= min_complete and _running_of(study, proc.pid)
         except Exception:  # SQLite busy with the worker's write
             ready = False
         if not ready:
@@ -127,7 +130,7 @@ def _brute_front(trials):
 
 def _assert_seeds_once(trials):
     done = [t for t in trials if t.state == TrialState.COMPLETE and "seed" in t.user_attrs]
-    assert Counter(t.user_attrs["seed"] for t in done) == Counter(SEEDS)
+    assert Counter(t.user_attrs["seed"] for t in done) == Counter(list(SEEDS))
     for t in done:
         assert t.user_attrs["alphas"] == SEEDS[t.user_attrs["seed"]]
 
@@ -220,6 +223,40 @@ def test_lost_trials_are_failed_requeued_and_not_counted(tmp_path):
     assert retries[interrupted[0].number].params == interrupted[0].params
     assert all(t.state == TrialState.COMPLETE for t in trials if not is_lost(t))
     _assert_seeds_once(trials)
+
+
+def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
+    """A live worker so slow that another failed its trial as lost: its late result is dropped, the
+    re-enqueued copy runs, the worker goes on, and the budget is still met exactly."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    cfg = SearchConfig(5, space, "proxy", "tpe", 0, None, "slow", url, identity={"model": "fake"}, worker="w",
+                       heartbeat_interval=1, grace_period=2)
+    study = open_study(cfg)
+    lost = []
+
+    class Ev:
+        calls = 0
+
+        def latency(self, a):
+            self.calls += 1
+            if self.calls == 3:  # what another worker's stale check does to this trial meanwhile
+                from sparseinfer_dse.search.storage import requeue_lost
+
+                (tid,) = [t._trial_id for t in study.get_trials(states=(TrialState.RUNNING,))]
+                study._storage.set_trial_state_values(tid, state=TrialState.FAIL)
+                requeue_lost(study, study._storage.get_trial(tid))
+            return {"ms": 10 + 5 * sum(a) / len(a), "noise_ms": 0.01}
+
+        def proxy(self, a):
+            return {"score": -sum((1.1 - x) ** 2 for x in a)}
+
+    run_study(study, cfg, Ev(), on_lost=lost.append)
+    trials = study.get_trials()
+    assert [t.number for t in lost] == [2] and is_lost(trials[2])
+    assert study_counts(study)["counted"] == 5 and len(trials) == 6
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 2]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == trials[2].params
 
 
 def test_worker_with_another_device_is_refused(tmp_path):
