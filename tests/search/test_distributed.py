@@ -43,7 +43,10 @@ def _env():
 
 def _worker(storage, name, budget, out, *extra):
     args = [*CLI, "search", *SMALL, "--storage", storage, "--name", name, "--budget", str(budget), "--out", str(out), *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # SIGINT back to its default in the child: a runner that starts us in the background (`cmd &` in a
+    # script) leaves SIGINT ignored, Python then never raises KeyboardInterrupt, and Ctrl-C is untestable.
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _finish(proc, timeout=WAIT_S):
