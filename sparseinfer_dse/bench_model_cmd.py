@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
-from sparseinfer_dse.machine import cpu_name
+from sparseinfer_dse.machine import device_name
 
 
 def passive_openmp() -> Optional[str]:
@@ -44,14 +44,6 @@ def _load(spec: Any) -> Any:
     if is_synthetic_name(spec.model) and not Path(spec.model).exists():
         return load_synthetic(spec)
     return load_model(spec, weights=True, tokenizer=True)
-
-
-def _device_name(device: Any) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()} ({os.cpu_count()} logical CPUs)"
 
 
 def bench_model_command(
@@ -123,7 +115,7 @@ def bench_model_command(
     if handle.notice:
         typer.echo(f"note: {handle.notice}", err=True)
     threads_now = thread_counts()
-    typer.echo(f"{model} on {lm.device} ({_device_name(lm.device)}), {str(lm.dtype).replace('torch.', '')}, "
+    typer.echo(f"{model} on {lm.device} ({device_name(lm.device)}), {str(lm.dtype).replace('torch.', '')}, "
                f"backend {handle.backend}, profile {prof.name or profile}, threads torch {threads_now['torch']} "
                f"numba {threads_now['numba']}; {prompts} prompts x {tokens} tokens x {repeats} rounds", err=True)
     res = measure_decode_latency(handle, lm.tokenizer, texts, tokens=tokens, repeats=repeats, variants=names,
@@ -133,7 +125,7 @@ def bench_model_command(
         "model": model,
         "gguf_file": gguf_file,
         "profile_file": str(profile) if profile is not None else None,
-        "device_name": _device_name(lm.device),
+        "device_name": device_name(lm.device),
         "decode_activation": decode_activation,
         "weight_bytes_per_token": wb,
         "mlp_weight_fraction": wb["mlp"] / max(sum(wb.values()), 1),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+from typing import Any
 
 
 def cpu_name() -> str:
@@ -15,3 +17,12 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_name(device: Any) -> str:
+    """A torch device in words: the GPU's name, or the CPU's name and logical CPU count."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({os.cpu_count()} logical CPUs)"

@@ -10,16 +10,26 @@ from typing import Optional
 from sparseinfer_dse.errors import UserError
 
 
+def format_question(question: str) -> str:
+    """A question as lm-eval's gsm8k task presents it (`doc_to_text`)."""
+    return f"Question: {question.strip()}\nAnswer:"
+
+
 def _gsm8k(data_dir: Path, limit: int) -> list[str]:
     path = data_dir / "gsm8k" / "test.jsonl"
     if not path.is_file():
         raise UserError(f"{path} not found: --data-dir must hold gsm8k/test.jsonl (the layout of shared/data)")
-    out = []
+    out: list[str] = []
     with path.open() as f:
         for line in f:
             if len(out) >= limit:
                 break
-            out.append(f"Question: {json.loads(line)['question']}\nAnswer:")
+            if not line.strip():
+                continue
+            try:
+                out.append(format_question(json.loads(line)["question"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{path}: line {len(out) + 1} is not a GSM8K record with a 'question'") from None
     return out
 
 

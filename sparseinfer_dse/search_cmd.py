@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -22,22 +21,25 @@ from sparseinfer_dse.errors import UserError
 DEMO_DEFAULTS: dict[str, Any] = {"tasks": "demo_arith", "limit": 100, "alpha_range": "0.85:1.10"}
 
 
-def _from_default(ctx: click.Context, key: str) -> bool:
-    """True when no flag set `key`. By name: typer vendors its own click, whose enum is not click's."""
-    source = ctx.get_parameter_source(key)
-    return source is None or getattr(source, "name", "") == "DEFAULT"
+def _fill_unset(ctx: click.Context, values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `defaults` put in wherever no flag was given (a flag always wins).
+
+    The source is compared by name: typer vendors its own click, whose enum is not click's."""
+    out = dict(values)
+    for key, value in defaults.items():
+        source = ctx.get_parameter_source(key)
+        if source is None or getattr(source, "name", "") == "DEFAULT":
+            out[key] = value
+    return out
 
 
 def _apply_demo_defaults(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
     if values.get("model") != "demo" or values.get("study") is not None:
         return values
-    out = dict(values)
-    for key, value in DEMO_DEFAULTS.items():
-        if key in ("tasks", "limit") and values.get("fidelity") == "proxy":
-            continue  # a proxy-only search measures no task accuracy
-        if _from_default(ctx, key):
-            out[key] = value
-    return out
+    defaults = dict(DEMO_DEFAULTS)
+    if values.get("fidelity") == "proxy":  # a proxy-only search measures no task accuracy
+        del defaults["tasks"], defaults["limit"]
+    return _fill_unset(ctx, values, defaults)
 
 
 def _apply_study_file(ctx: click.Context, path: Optional[Path], values: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +58,8 @@ def _apply_study_file(ctx: click.Context, path: Optional[Path], values: dict[str
     unknown = sorted(set(table) - set(values))
     if unknown:
         raise UserError(f"{path}: unknown keys {', '.join(unknown)} (use the search option names, e.g. alpha_range)")
-    out = dict(values)
-    for key, value in table.items():
-        if _from_default(ctx, key):
-            out[key] = Path(value) if key in ("data_dir", "out") and value is not None else value
-    return out
+    table = {k: Path(v) if k in ("data_dir", "out") and v is not None else v for k, v in table.items()}
+    return _fill_unset(ctx, values, table)
 
 
 def search_command(
@@ -244,9 +243,9 @@ def run_search(v: dict[str, Any]) -> None:
 
 def device_kind(device: Any) -> str:
     """What must match for latencies to be comparable across workers: device type and model."""
-    from sparseinfer_dse.bench_model_cmd import _device_name
+    from sparseinfer_dse.machine import device_name
 
-    return f"{device.type}:{_device_name(device)}"
+    return f"{device.type}:{device_name(device)}"
 
 
 def _sigterm_as_ctrl_c() -> None:

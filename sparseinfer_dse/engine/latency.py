@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -63,33 +62,19 @@ BUILTIN_QUESTIONS = (
 )
 
 
-def format_prompt(question: str) -> str:
-    return f"Question: {question.strip()}\nAnswer:"
-
-
 def load_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
     """The first `n` GSM8K test questions from DATA_DIR/gsm8k/test.jsonl, or the built-in ones."""
+    from sparseinfer_dse.prompts import format_question, load_prompts as load_prompt_set
+
     if n < 1:
         raise UserError("--prompts must be at least 1")
     if data_dir is None:
-        qs = list(BUILTIN_QUESTIONS)
+        prompts = [format_question(q) for q in BUILTIN_QUESTIONS[:n]]
     else:
-        f = Path(data_dir) / "gsm8k" / "test.jsonl"
-        if not f.is_file():
-            raise UserError(f"{f} not found: --data-dir must hold gsm8k/test.jsonl")
-        qs = []
-        with f.open() as fh:
-            for line in fh:
-                if line.strip():
-                    try:
-                        qs.append(json.loads(line)["question"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise UserError(f"{f}: line {len(qs) + 1} is not a GSM8K record with a 'question'") from None
-                if len(qs) >= n:
-                    break
-    if len(qs) < n:
-        raise UserError(f"only {len(qs)} prompts available, --prompts {n} asked for")
-    return [format_prompt(q) for q in qs[:n]]
+        prompts = load_prompt_set("gsm8k", n, Path(data_dir))
+    if len(prompts) < n:
+        raise UserError(f"only {len(prompts)} prompts available, --prompts {n} asked for")
+    return prompts
 
 
 def device_sync(device: torch.device) -> None:

@@ -57,6 +57,10 @@ def plot_pareto(done: pd.DataFrame, col: str, meta: dict[str, Any], path: Path) 
     ax.set_title(f"{meta.get('model', '')}: latency vs accuracy ({meta.get('device', '')})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -74,10 +78,7 @@ def plot_alpha_heatmap(front: pd.DataFrame, path: Path) -> Path:
         ax.set_yticklabels([f"#{int(t)} {ms:.2f} ms" for t, ms in zip(front["trial"], front["latency_ms"])], fontsize=7)
     ax.set_xlabel("decoder layer")
     ax.set_title("alpha per layer on the Pareto front (fastest first)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_sparsity(front: pd.DataFrame, path: Path) -> Path:
@@ -95,10 +96,7 @@ def plot_sparsity(front: pd.DataFrame, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if len(front) <= 12:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def hypervolume_curve(done: pd.DataFrame, col: str, dense_ms: Optional[float]) -> list[float]:
@@ -116,10 +114,7 @@ def plot_hypervolume(done: pd.DataFrame, col: str, dense_ms: Optional[float], pa
     ax.set_ylabel("hypervolume")
     ax.set_title("dominated hypervolume over trials")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_report(out: Path) -> Path:
