@@ -235,7 +235,7 @@ def run_search(v: dict[str, Any]) -> None:
     summary = write_outputs(study, out, fidelity, lm.identity, meta)
     if v["report"]:
         write_report(out)
-    typer.echo(f"{'interrupted: ' if interrupted else ''}{summary['trials']} trials, front of {summary['front_size']} "
+    typer.echo(f"{'interrupted: ' if interrupted else ''}{sum(summary['trials'].values())} trials ({', '.join(f'{n} {k.lower()}' for k, n in summary['trials'].items())}), front of {summary['front_size']} "
                f"-> {out}/pareto.csv, profiles/, report.html (rerun the same command to continue)")
     if interrupted:
         raise typer.Exit(130)
