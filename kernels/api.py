@@ -15,7 +15,7 @@ in the input dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -98,6 +98,12 @@ class Backend(Protocol):
     ) -> MLPResult: ...
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor: ...
+
+    def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> Callable[[], Any]:
+        """A no-argument call that runs the predictor as forward() runs it (x packed, rows
+        classified), with the arguments checked and converted once: what benchmarks time as
+        "the predictor alone", without predict()'s per-call checks and result wrapping."""
+        ...
 
 
 def _cuda_usable() -> bool:

@@ -16,7 +16,7 @@ results independent of which thread took which chunk).
 
 Code layout: the work on one chunk of rows is a plain ``njit`` function (``_fused_chunk``,
 ``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, ``_predict_chunk``); ``rows_kernel`` and
-``predict_kernel`` are the ``parallel=True`` drivers that hand chunks to threads (one driver for
+``predict_status`` (which also packs x's signs) are the ``parallel=True`` drivers that hand chunks to threads (one driver for
 the four row kernels keeps the cold JIT time down: parallel lowering is the slow part). Calls
 smaller than SERIAL_BELOW call the chunk functions directly on all rows, without a thread team.
 """
@@ -29,6 +29,7 @@ import numba
 import numpy as np
 import torch
 from numba import njit, prange
+from numba.np.ufunc import parallel as _parallel
 
 from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
 from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
@@ -46,15 +47,17 @@ def _bounds(c, nch, k):
 
 @njit(cache=True)
 def pack_x_signs(x, out):
-    """Sign words (B, nw) uint32 of a (B, d) float32 input (bit j%32 of word j//32; pad bits 0)."""
+    """Sign words (B, nw) of a (B, d) float32 input: bit j % W of word j // W (W = 32 or 64 by
+    out's dtype; pad bits 0)."""
     B, d = x.shape
+    width = out.itemsize * 8
     for b in range(B):
         for w in range(out.shape[1]):
-            word = np.uint32(0)
-            for t in range(32):
-                j = w * 32 + t
+            word = np.uint64(0)
+            for t in range(width):
+                j = w * width + t
                 if j < d:
-                    word |= sign_bit_f32(x[b, j]) << np.uint32(t)
+                    word |= np.uint64(sign_bit_f32(x[b, j])) << np.uint64(t)
             out[b, w] = word
 
 
@@ -224,12 +227,22 @@ def _down_chunk(w_down_t, h3, status, part, c, lo, hi, idx, vals):
 # Per-thread scratch is allocated before the prange and indexed by the prange variable.
 
 @njit(parallel=True, cache=True)
-def predict_kernel(sign_w, sign_x, nneg_min, status, workers, nch):
-    """status[b, i] = PRED if popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0.
+def predict_status(sign_w, x, nneg_min, workers, serial_below, chunks_per_thread):
+    """The whole predictor in one compiled call: pack x's signs, then per row status PRED if
+    popcount(sign_w[i] ^ sign_x[b]) >= nneg_min else 0. Returns status (B, k) int8.
 
-    The words may be uint32 or, when the row has an even number of them, the same bytes viewed as
-    uint64 (half the popcounts; little-endian, so bit order and counts are unchanged)."""
-    k = sign_w.shape[0]
+    sign_w is (k, nw) uint32 words or, when nw is even, the same bytes viewed as uint64 (half the
+    popcounts; little-endian, so bit order and counts are unchanged); x is (B, d) float32.
+    One compiled call from Python, because at 7B size the predictor's data takes ~0.2 ms to stream
+    and each Python-level step around it costs 10-50 us on a cold cache."""
+    B, k, nw = x.shape[0], sign_w.shape[0], sign_w.shape[1]
+    sign_x = np.empty((B, nw), dtype=sign_w.dtype)
+    pack_x_signs(x, sign_x)
+    status = np.empty((B, k), dtype=np.int8)
+    if workers == 1 or k * nw * sign_w.itemsize * B < serial_below:
+        _predict_chunk(sign_w, sign_x, nneg_min, status, 0, k)
+        return status
+    nch = min(k, workers * chunks_per_thread)
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
         while True:
@@ -238,6 +251,7 @@ def predict_kernel(sign_w, sign_x, nneg_min, status, workers, nch):
                 break
             lo, hi = _bounds(c, nch, k)
             _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi)
+    return status
 
 
 OP_FUSED, OP_GATE, OP_UP, OP_DOWN = 0, 1, 2, 3
@@ -290,9 +304,17 @@ CHUNKS_PER_THREAD = 16  # rows are handed out in chunks, dynamically (a busy cor
 DOWN_CHUNKS_PER_THREAD = 4  # the down projection keeps one d-length buffer per chunk
 
 
+def _num_threads() -> int:
+    """numba.get_num_threads() without its per-call thread-pool init locks (~25 us on a cold cache)
+    once the pool is up: the layer's own getter, which honours numba.set_num_threads."""
+    if _parallel._is_initialized:
+        return _parallel._get_num_threads()
+    return numba.get_num_threads()
+
+
 def _threads(k: int, d: int, batch: int) -> int:
     """Threads for one call: 1 (the chunk functions run directly, one chunk) for small calls."""
-    threads = numba.get_num_threads()
+    threads = _num_threads()
     if k * d * batch < SERIAL_BELOW:
         return 1
     return threads
@@ -313,31 +335,27 @@ class NumbaCPUBackend:
         st["nb_gate"] = numba_view(st["w_gate"])
         st["nb_up"] = numba_view(st["w_up"])
         st["nb_down_t"] = numba_view(st["w_down_t"])
-        st["nb_signs"] = st["signs"].numpy().view(np.uint32)
+        words = st["signs"].numpy().view(np.uint32)
+        st["nb_words"] = words.view(np.uint64) if words.shape[1] % 2 == 0 else words  # for predict_status
         return prep
 
     def _predict_status(self, prep: PreparedMLP, xf: np.ndarray, alpha: Optional[float]) -> np.ndarray:
-        B, k = xf.shape[0], prep.k
-        status = np.zeros((B, k), dtype=np.int8)
-        if alpha is not None:
-            sw = prep.state["nb_signs"]
-            sx = np.empty((B, sw.shape[1]), dtype=np.uint32)
-            pack_x_signs(xf, sx)
-            if sw.shape[1] % 2 == 0:
-                sw, sx = sw.view(np.uint64), sx.view(np.uint64)
-            nmin = nneg_threshold(alpha, prep.d)
-            threads = _threads(k, sw.shape[1] * 8, B)  # bytes of words ~ elements of a 8-byte dtype
-            if threads == 1:
-                _predict_chunk(sw, sx, nmin, status, 0, k)
-            else:
-                predict_kernel(sw, sx, nmin, status, threads, _chunks(k, threads, CHUNKS_PER_THREAD))
-        return status
+        if alpha is None:
+            return np.zeros((xf.shape[0], prep.k), dtype=np.int8)
+        return predict_status(prep.state["nb_words"], xf, nneg_threshold(alpha, prep.d), _num_threads(),
+                              SERIAL_BELOW, CHUNKS_PER_THREAD)
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
         check_input(prep, x)
-        xf = x.float().contiguous().numpy()
-        status = self._predict_status(prep, xf, alpha)
+        status = self._predict_status(prep, x.float().contiguous().numpy(), alpha)
         return torch.from_numpy(status.view(np.bool_))  # PRED == 1
+
+    def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
+        """The predictor exactly as forward() runs it, arguments resolved once (for benchmarks)."""
+        check_input(prep, x)
+        words, xf, nmin = prep.state["nb_words"], x.float().contiguous().numpy(), nneg_threshold(alpha, prep.d)
+        threads = _num_threads()
+        return lambda: predict_status(words, xf, nmin, threads, SERIAL_BELOW, CHUNKS_PER_THREAD)
 
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,

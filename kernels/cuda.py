@@ -313,6 +313,11 @@ class NumbaCUDABackend:
         status = self._status(prep, x.float().contiguous(), alpha, _stream())
         return status != 0
 
+    def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
+        check_input(prep, x)
+        xf, stream = x.float().contiguous(), _stream()
+        return lambda: self._status(prep, xf, alpha, stream)
+
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
                 return_mask: bool = False) -> MLPResult:

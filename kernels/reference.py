@@ -73,6 +73,11 @@ class TorchBackend:
         check_input(prep, x)
         return count_negative(prep.state["signs"], pack_signs(x)) >= nneg_threshold(alpha, prep.d)
 
+    def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
+        check_input(prep, x)
+        signs, nmin = prep.state["signs"], nneg_threshold(alpha, prep.d)
+        return lambda: count_negative(signs, pack_signs(x)) >= nmin
+
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
                 return_mask: bool = False) -> MLPResult:

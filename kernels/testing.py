@@ -54,4 +54,6 @@ def compare_backends(backend: Backend, prep: PreparedMLP, reference: Backend, re
     assert_same(got, want, prep.dtype, what)
     if alpha is not None and check_predict:
         assert torch.equal(backend.predict(prep, x, alpha).cpu(), want.predicted_mask.cpu()), f"{what}: predict()"
+        bound = torch.as_tensor(backend.predictor(prep, x, alpha)()).cpu() != 0  # status or mask: nonzero = PRED
+        assert torch.equal(bound, want.predicted_mask.cpu()), f"{what}: predictor()"
     return want

@@ -4,7 +4,10 @@ Inputs are synthetic (``sparseinfer_kernels.synthetic``): the gate rows are buil
 requested fraction of gate pre-activations is negative and the sign predictor can see it; the
 measured actual and predicted sparsity are reported next to the target. Every repeat runs, in
 turn, the torch dense block (``F.linear`` gate/up, activation, down, in the weights' dtype), the
-predictor alone, and the full sparse block fused / non-fused / without actual sparsity; caches
+predictor alone (as the sparse block runs it: ``backend.predictor``, arguments converted once; and
+the public ``predict()`` call, which adds argument checks and wraps the mask in a tensor), a torch
+reduction (``amax``) over the same sign words (what merely reading them costs, for scale), and the
+full sparse block fused / non-fused / without actual sparsity; caches
 are flushed before each timed call (as if the other layers' weights had just gone through them).
 Heavy imports happen inside the command so that ``--help`` stays fast.
 """
@@ -22,7 +25,7 @@ import typer
 from sparseinfer_dse.errors import UserError
 
 DEFAULT_SHAPES = ("4096x11008", "5120x13824")  # ProSparse-Llama2-7B, -13B (d x k)
-VARIANTS = ("dense", "predictor", "sparse", "sparse_nofuse", "sparse_noas")
+VARIANTS = ("dense", "sign_read", "predictor", "predict_call", "sparse", "sparse_nofuse", "sparse_noas")
 
 
 def _split(values: Optional[list[str]]) -> list[str]:
@@ -130,7 +133,9 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
 
     fns = {
         "dense": dense,
-        "predictor": lambda: backend.predict(prep, x, alpha),
+        "sign_read": lambda: prep.state["signs"].amax(),
+        "predictor": backend.predictor(prep, x, alpha),
+        "predict_call": lambda: backend.predict(prep, x, alpha),
         "sparse": sparse(),
         "sparse_nofuse": sparse(fused=False),
         "sparse_noas": sparse(actual_sparsity=False),
@@ -177,9 +182,11 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     row["speedup_nofuse"] = med["dense"] / med["sparse_nofuse"]
     row["speedup_noas"] = med["dense"] / med["sparse_noas"]
     row["predictor_share"] = med["predictor"] / med["sparse"]
+    row["predict_call_share"] = med["predict_call"] / med["sparse"]
     row["gbps"] = sparse_bytes / (med["sparse"] / 1e3) / 1e9
     row["dense_gbps"] = dense_bytes / (med["dense"] / 1e3) / 1e9
     row["predictor_gbps"] = k * nw * 4 / (med["predictor"] / 1e3) / 1e9
+    row["sign_read_gbps"] = k * nw * 4 / (med["sign_read"] / 1e3) / 1e9
     row["extra_bytes"] = prep.extra_bytes
     return row
 
@@ -210,14 +217,16 @@ def _threads(device: str) -> Optional[int]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'dtype':<9}{'d x k':>12}{'target':>7}{'actual':>7}{'pred':>6}{'dense ms':>10}{'sparse ms':>10}"
-            f"{'p10-p90':>13}{'speedup':>8}{'nofuse':>7}{'noAS':>6}{'pred ms':>8}{'share':>6}{'GB/s':>6}{'dense':>6}")
+            f"{'p10-p90':>13}{'speedup':>8}{'nofuse':>7}{'noAS':>6}{'pred ms':>8}{'read':>7}{'share':>6}{'call':>6}{'GB/s':>6}"
+            f"{'dense':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['actual_sparsity']:>7.2f}"
             f"{r['predicted_sparsity']:>6.2f}{r['dense_ms']:>10.2f}{r['sparse_ms']:>10.2f}"
             f"{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}{r['speedup']:>7.2f}x{r['speedup_nofuse']:>6.2f}x"
-            f"{r['speedup_noas']:>5.2f}x{r['predictor_ms']:>8.3f}{100 * r['predictor_share']:>5.0f}%"
+            f"{r['speedup_noas']:>5.2f}x{r['predictor_ms']:>8.3f}{r['sign_read_ms']:>7.3f}{100 * r['predictor_share']:>5.0f}%"
+            f"{100 * r['predict_call_share']:>5.0f}%"
             f"{r['gbps']:>6.1f}{r['dense_gbps']:>6.1f}"
         )
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from sparseinfer_dse.cli import _register, app
 
 KEYS = {"backend", "dtype", "d", "k", "sparsity", "dense_ms", "sparse_ms", "predictor_ms", "speedup", "gbps",
         "dense_gbps", "actual_sparsity", "predicted_sparsity", "sparse_nofuse_ms", "sparse_noas_ms",
-        "sparse_p10_ms", "sparse_p90_ms"}
+        "sparse_p10_ms", "sparse_p90_ms", "sign_read_ms", "predict_call_ms", "predictor_share", "predict_call_share"}
 
 
 @pytest.fixture(scope="module")
