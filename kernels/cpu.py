@@ -16,9 +16,10 @@ results independent of which thread took which chunk).
 
 Code layout: the work on one chunk of rows is a plain ``njit`` function (``_fused_chunk``,
 ``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, ``_predict_chunk``); ``rows_kernel`` and
-``predict_status`` (which also packs x's signs) are the ``parallel=True`` drivers that hand chunks to threads (one driver for
-the four row kernels keeps the cold JIT time down: parallel lowering is the slow part). Calls
-smaller than SERIAL_BELOW call the chunk functions directly on all rows, without a thread team.
+``predict_status`` (which also packs x's signs) are the ``parallel=True`` drivers that hand chunks
+to threads (one driver for the four row kernels keeps the cold JIT time down: parallel lowering is
+the slow part). Calls smaller than SERIAL_BELOW call the chunk functions directly on all rows,
+without a thread team.
 """
 
 from __future__ import annotations
@@ -149,14 +150,21 @@ def _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi):
 
 
 @njit(cache=True)
+def _not_predicted(status_b, out_b, lo, hi, idx):
+    """Zero out_b[lo:hi] and list in idx the rows of [lo, hi) not predicted sparse; returns how many."""
+    n = 0
+    for i in range(lo, hi):
+        out_b[i] = 0.0
+        if not (status_b[i] & _PRED):
+            idx[n] = i
+            n += 1
+    return n
+
+
+@njit(cache=True)
 def _fused_chunk(w_gate, w_up, x, thr, actual_sparsity, status, h3, lo, hi, idx, idx2, g, h1, u):
     for b in range(x.shape[0]):
-        n = 0
-        for i in range(lo, hi):
-            h3[b, i] = 0.0
-            if not (status[b, i] & _PRED):
-                idx[n] = i
-                n += 1
+        n = _not_predicted(status[b], h3[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
         n2 = 0
         for m in range(n):
@@ -178,12 +186,7 @@ def _fused_chunk(w_gate, w_up, x, thr, actual_sparsity, status, h3, lo, hi, idx,
 @njit(cache=True)
 def _gate_chunk(w_gate, x, thr, status, h1, lo, hi, idx, g):
     for b in range(x.shape[0]):
-        n = 0
-        for i in range(lo, hi):
-            h1[b, i] = 0.0
-            if not (status[b, i] & _PRED):
-                idx[n] = i
-                n += 1
+        n = _not_predicted(status[b], h1[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
         for m in range(n):
             v = g[m] if g[m] >= thr else np.float32(0.0)
@@ -312,14 +315,6 @@ def _num_threads() -> int:
     return numba.get_num_threads()
 
 
-def _threads(k: int, d: int, batch: int) -> int:
-    """Threads for one call: 1 (the chunk functions run directly, one chunk) for small calls."""
-    threads = _num_threads()
-    if k * d * batch < SERIAL_BELOW:
-        return 1
-    return threads
-
-
 def _chunks(k: int, threads: int, per_thread: int) -> int:
     return max(1, min(k, per_thread * threads))
 
@@ -339,15 +334,15 @@ class NumbaCPUBackend:
         st["nb_words"] = words.view(np.uint64) if words.shape[1] % 2 == 0 else words  # for predict_status
         return prep
 
-    def _predict_status(self, prep: PreparedMLP, xf: np.ndarray, alpha: Optional[float]) -> np.ndarray:
+    def _predict_status(self, prep: PreparedMLP, xf: np.ndarray, alpha: Optional[float], threads: int) -> np.ndarray:
         if alpha is None:
             return np.zeros((xf.shape[0], prep.k), dtype=np.int8)
-        return predict_status(prep.state["nb_words"], xf, nneg_threshold(alpha, prep.d), _num_threads(),
+        return predict_status(prep.state["nb_words"], xf, nneg_threshold(alpha, prep.d), threads,
                               SERIAL_BELOW, CHUNKS_PER_THREAD)
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
         check_input(prep, x)
-        status = self._predict_status(prep, x.float().contiguous().numpy(), alpha)
+        status = self._predict_status(prep, x.float().contiguous().numpy(), alpha, _num_threads())
         return torch.from_numpy(status.view(np.bool_))  # PRED == 1
 
     def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
@@ -364,10 +359,12 @@ class NumbaCPUBackend:
         st = prep.state
         xf = x.float().contiguous().numpy()
         B, k, d = xf.shape[0], prep.k, prep.d
-        status = self._predict_status(prep, xf, alpha)
+        threads = _num_threads()
+        status = self._predict_status(prep, xf, alpha, threads)
         h3 = np.empty((B, k), dtype=np.float32)
         thr, as_on = np.float32(threshold), bool(actual_sparsity)
-        threads = _threads(k, d, B)
+        if k * d * B < SERIAL_BELOW:  # small call: the chunk functions run directly, one chunk
+            threads = 1
         y = np.empty((B, d), dtype=np.float32)
         if threads == 1:  # one chunk of all rows, no thread team
             idx = np.empty((2, k), dtype=np.int64)

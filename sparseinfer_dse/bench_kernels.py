@@ -23,6 +23,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.openmp import passive_openmp, wait_policy_note
 
 DEFAULT_SHAPES = ("4096x11008", "5120x13824")  # ProSparse-Llama2-7B, -13B (d x k)
 VARIANTS = ("dense", "sign_read", "predictor", "predict_call", "sparse", "sparse_nofuse", "sparse_noas")
@@ -191,22 +192,6 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     return row
 
 
-def _set_omp_wait_policy(policy: str) -> str:
-    """Set OMP_WAIT_POLICY before torch/Numba load their OpenMP runtimes; returns what is in effect.
-
-    Spinning idle OpenMP threads (the default) steal the cores of the other thread team on a
-    machine shared with other jobs: torch's team after a dense op, Numba's after a kernel."""
-    import sys
-
-    current = os.environ.get("OMP_WAIT_POLICY")
-    if policy == "keep" or current is not None:
-        return f"OMP_WAIT_POLICY={current or 'unset'}"
-    if "torch" in sys.modules or "numba" in sys.modules:
-        return "OMP_WAIT_POLICY=unset (runtime already loaded)"
-    os.environ["OMP_WAIT_POLICY"] = policy.upper()
-    return f"OMP_WAIT_POLICY={policy.upper()}"
-
-
 def _threads(device: str) -> Optional[int]:
     if device == "cuda":
         return None
@@ -217,16 +202,16 @@ def _threads(device: str) -> Optional[int]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'dtype':<9}{'d x k':>12}{'target':>7}{'actual':>7}{'pred':>6}{'dense ms':>10}{'sparse ms':>10}"
-            f"{'p10-p90':>13}{'speedup':>8}{'nofuse':>7}{'noAS':>6}{'pred ms':>8}{'read':>7}{'share':>6}{'call':>6}{'GB/s':>6}"
-            f"{'dense':>6}")
+            f"{'p10-p90':>13}{'speedup':>8}{'nofuse':>7}{'noAS':>6}{'pred ms':>8}{'read':>7}{'share':>6}{'call':>6}"
+            f"{'GB/s':>6}{'dense':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['actual_sparsity']:>7.2f}"
             f"{r['predicted_sparsity']:>6.2f}{r['dense_ms']:>10.2f}{r['sparse_ms']:>10.2f}"
             f"{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}{r['speedup']:>7.2f}x{r['speedup_nofuse']:>6.2f}x"
-            f"{r['speedup_noas']:>5.2f}x{r['predictor_ms']:>8.3f}{r['sign_read_ms']:>7.3f}{100 * r['predictor_share']:>5.0f}%"
-            f"{100 * r['predict_call_share']:>5.0f}%"
+            f"{r['speedup_noas']:>5.2f}x{r['predictor_ms']:>8.3f}{r['sign_read_ms']:>7.3f}"
+            f"{100 * r['predictor_share']:>5.0f}%{100 * r['predict_call_share']:>5.0f}%"
             f"{r['gbps']:>6.1f}{r['dense_gbps']:>6.1f}"
         )
     return "\n".join(lines)
@@ -248,11 +233,9 @@ def bench_kernels_command(
     flush: Annotated[bool, typer.Option("--flush/--no-flush", help="Evict caches before every timed call.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows as a JSON list to FILE.")] = None,
-    omp_wait_policy: Annotated[str, typer.Option(
-        "--omp-wait-policy", help="OMP_WAIT_POLICY for torch's and Numba's OpenMP threads when not already set: "
-        "passive (idle threads sleep; fair on a shared machine), active (they spin), or keep.")] = "passive",
 ) -> None:
-    """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS)."""
+    """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS).
+    Sets OMP_WAIT_POLICY=PASSIVE unless it is set."""
     shapes = parse_shapes(shape)
     sparsities = parse_sparsities(sparsity)
     dtypes = _split([dtype])
@@ -261,9 +244,10 @@ def bench_kernels_command(
     if alpha < 0 or alpha != alpha:
         raise UserError("--alpha must be a number >= 0")
 
-    if omp_wait_policy not in ("passive", "active", "keep"):
-        raise UserError("--omp-wait-policy: use passive, active or keep")
-    omp_note = _set_omp_wait_policy(omp_wait_policy)
+    omp_warning = passive_openmp()
+    if omp_warning:
+        typer.echo(f"warning: {omp_warning}", err=True)
+    omp_note = wait_policy_note()
 
     import torch
 

@@ -15,26 +15,7 @@ import typer
 
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
 from sparseinfer_dse.machine import device_name
-
-
-def passive_openmp() -> Optional[str]:
-    """Make idle OpenMP threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose.
-
-    The numba-cpu decode step alternates torch ops (attention; torch's own libgomp) and Numba
-    kernels (Numba's `omp` layer, a second libgomp). With the default policy each runtime's idle
-    threads spin for milliseconds after every parallel region and take the cores from the other one:
-    measured here on one synthetic-7b layer, the sparse step fell from about 2.0x faster than dense to
-    no faster at all. libgomp reads the variable when it is loaded, so this must run before torch (and
-    Numba's pool) start. Returns a warning when that is too late, else None."""
-    import sys
-
-    if "OMP_WAIT_POLICY" in os.environ:
-        return None
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    if "torch" in sys.modules:
-        return ("torch was loaded before OMP_WAIT_POLICY=PASSIVE could be set; its idle threads spin and can slow "
-                "the Numba kernels down: start the process with OMP_WAIT_POLICY=PASSIVE")
-    return None
+from sparseinfer_dse.openmp import passive_openmp
 
 
 def _load(spec: Any) -> Any:

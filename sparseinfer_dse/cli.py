@@ -74,12 +74,11 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
-    import os
+    from sparseinfer_dse.openmp import passive_openmp
 
-    # Idle OpenMP threads must not spin between kernel calls: spinning workers steal the cores the
-    # Numba thread team needs (measured on 2 cores: sparse decode 1.12x faster than dense with the
-    # default policy, 2.06x with PASSIVE). Set before torch is imported; a user's value wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads must not spin between kernel calls (measured on 2 cores: sparse decode
+    # 1.12x faster than dense with the default policy, 2.06x with PASSIVE). Before torch is imported.
+    passive_openmp()
     from sparseinfer_dse.errors import UserError
 
     _register()

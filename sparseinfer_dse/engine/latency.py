@@ -253,7 +253,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     of each, `variants` (per-variant figures), `dense_mlp_ms_per_token` and `mlp_share` (a separate
     pass with hooks on the MLP modules), `layers` (per-layer sparsity, one extra untimed decode) and
     the settings. The handle's options are restored on return. With the numba-cpu backend run the
-    process with OMP_WAIT_POLICY=PASSIVE (see `bench_model_cmd.passive_openmp`).
+    process with OMP_WAIT_POLICY=PASSIVE (see `sparseinfer_dse.openmp`).
     """
     from sparseinfer_dse.engine.sparsify import SparsifiedModel
 
