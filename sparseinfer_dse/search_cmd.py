@@ -117,7 +117,7 @@ def search_command(
 def run_search(v: dict[str, Any]) -> None:
     from sparseinfer_dse.search.driver import FIDELITIES, SearchConfig, finished_count, open_study, run_study
     from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
-    from sparseinfer_dse.search.storage import open_storage, redact
+    from sparseinfer_dse.search.storage import open_storage, raise_if_storage_lost, redact
 
     if v["budget"] < 1:
         raise UserError("--budget must be at least 1")
@@ -131,7 +131,7 @@ def run_search(v: dict[str, Any]) -> None:
     out = Path(v["out"] or Path("studies") / "runs" / v["name"])
     out.mkdir(parents=True, exist_ok=True)
     storage = v["storage"] or f"sqlite:///{(out / 'study.db').resolve()}"
-    hb = v.get("heartbeat_interval", 10), v.get("grace_period", 30)
+    hb = v["heartbeat_interval"], v["grace_period"]
     rdb = open_storage(storage, *hb)  # before torch and the model load: a wrong URL fails at once, in one line
 
     from tqdm.auto import tqdm
@@ -222,7 +222,7 @@ def run_search(v: dict[str, Any]) -> None:
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:
-        storage_lost(exc, storage)
+        raise_if_storage_lost(exc, storage)
         raise
     finally:
         try:
@@ -265,21 +265,6 @@ def optuna_quiet() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def storage_lost(exc: BaseException, storage: str) -> None:
-    """Raise a one-line UserError if `exc` is the database going away in the middle of a run."""
-    import optuna
-    import sqlalchemy.exc
-
-    from sparseinfer_dse.search.storage import redact
-
-    if isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
-                        sqlalchemy.exc.InterfaceError)):
-        cause = exc.__cause__ or exc
-        msg = " ".join(str(getattr(cause, "orig", cause)).split())[:200]
-        raise UserError(f"lost the storage {redact(storage)} during the search: {msg} "
-                        "(finished trials are kept there; rerun the same command to continue)") from None
 
 
 def _redacted_command(storage: str) -> str:

@@ -57,7 +57,7 @@ def study_status(url: str, name: str) -> dict[str, Any]:
     for t in trials:
         w = t.user_attrs.get("worker") or ("(queue)" if t.state.name == "WAITING" else "(unknown)")
         row = workers.setdefault(w, {"complete": 0, "running": 0, "failed": 0, "lost": 0, "waiting": 0,
-                                     "device": t.user_attrs.get("device")})
+                                     "device": None})
         key = STATES.get(t.state.name, t.state.name.lower())
         row[key] = row.get(key, 0) + 1
         row["device"] = row["device"] or t.user_attrs.get("device")
@@ -80,7 +80,7 @@ def study_status(url: str, name: str) -> dict[str, Any]:
                                "seed": seed if isinstance(seed, str) else None})
     return {"study": name, "storage": redact(url), "fidelity": fidelity, "model": identity.get("model"),
             "device_kind": identity.get("device_kind"), "budget": study.user_attrs.get("budget"),
-            "totals": study_counts(study), "workers": workers, "running": running, "front": front_rows}
+            "totals": study_counts(study, trials), "workers": workers, "running": running, "front": front_rows}
 
 
 def render(info: dict[str, Any]) -> str:

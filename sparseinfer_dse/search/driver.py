@@ -28,7 +28,7 @@ from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.pareto import dominates
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
-                                            redact, study_counts)
+                                            redact, requeue_lost, study_counts)
 
 FIDELITIES = ("full", "proxy", "staged")
 
@@ -215,10 +215,7 @@ class Objective:
 def _requeue_interrupted(trial: optuna.Trial) -> None:
     try:
         trial.set_user_attr("lost", "interrupted")
-        if "retry_of" not in trial.user_attrs:
-            from sparseinfer_dse.search.storage import requeue_lost
-
-            requeue_lost(trial.study, trial.study._storage.get_trial(trial._trial_id))
+        requeue_lost(trial.study, trial.study._storage.get_trial(trial._trial_id))
     except Exception:  # the storage may be gone too; the trial then stays for the heartbeat check
         pass
 
@@ -268,10 +265,11 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
                 # This worker was so slow (no heartbeat for a grace period) that another one failed its
                 # trial as lost and re-enqueued it; optuna then refuses our result. Go on.
                 tid = objective.current
-                if tid is None or study._storage.get_trial(tid).state != TrialState.FAIL:
+                lost = None if tid is None else study._storage.get_trial(tid)
+                if lost is None or lost.state != TrialState.FAIL:
                     raise
                 if on_lost is not None:
-                    on_lost(study._storage.get_trial(tid))
+                    on_lost(lost)
             ran += 1
         finally:
             lock.release()

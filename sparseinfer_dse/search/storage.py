@@ -72,6 +72,7 @@ def _check_driver(url: str) -> None:
 def _one_line(exc: BaseException) -> str:
     """The driver's own message, first meaningful line, without SQLAlchemy's wrapping."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    orig = getattr(orig, "orig", None) or orig  # optuna's StorageInternalError wraps SQLAlchemy's error
     text = str(orig).strip() or type(orig).__name__
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("(Background")]
     msg = " ".join(lines[:2]) if lines else text
@@ -101,6 +102,16 @@ def requeue_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     keep = {k: trial.user_attrs[k] for k in ("seed", "seed_alphas") if k in trial.user_attrs}
     study.enqueue_trial(params, user_attrs={**keep, "retry_of": trial.number})
+
+
+def raise_if_storage_lost(exc: BaseException, url: str) -> None:
+    """Raise a one-line UserError if `exc` is the database going away in the middle of a run."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                        sqlalchemy.exc.InterfaceError)):
+        raise UserError(f"lost the storage {redact(url)} during the search: {_one_line(exc)} "
+                        "(finished trials are kept there; rerun the same command to continue)") from None
 
 
 def open_storage(url: str, heartbeat_interval: Optional[int] = HEARTBEAT_INTERVAL,
@@ -183,23 +194,31 @@ class StaleCheck:
                     pass
 
 
-def _running_without_heartbeat(study: optuna.Study) -> list[int]:
+def _running_heartbeats(study: optuna.Study, server_now: bool = False) -> Optional[tuple[Any, list]]:
+    """(the database server's now() if asked, [(trial_id, number, last heartbeat or None)]) for the
+    study's RUNNING trials; None when the storage keeps no heartbeats or optuna's internals moved."""
     rdb = rdb_of(study._storage)
     try:
+        import sqlalchemy
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
-    except ImportError:  # optuna internals moved: keep only optuna's own check
-        return []
+    except ImportError:  # optuna internals moved: keep only optuna's own checks
+        return None
     if not hasattr(rdb, "scoped_session"):
-        return []
+        return None
     with _create_scoped_session(rdb.scoped_session) as session:
-        rows = (session.query(models.TrialModel.trial_id)
+        now = session.execute(sqlalchemy.func.now()).scalar() if server_now else None
+        rows = (session.query(models.TrialModel.trial_id, models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
                 .outerjoin(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
                 .filter(models.TrialModel.study_id == study._study_id)
                 .filter(models.TrialModel.state == TrialState.RUNNING)
-                .filter(models.TrialHeartbeatModel.trial_id.is_(None))
                 .all())
-    return [r[0] for r in rows]
+    return now, rows
+
+
+def _running_without_heartbeat(study: optuna.Study) -> list[int]:
+    got = _running_heartbeats(study)
+    return [] if got is None else [tid for tid, _, hb in got[1] if hb is None]
 
 
 class ClaimLock:
@@ -265,11 +284,12 @@ class ClaimLock:
         self.release()
 
 
-def study_counts(study: optuna.Study) -> dict[str, int]:
+def study_counts(study: optuna.Study, trials: Optional[list[FrozenTrial]] = None) -> dict[str, int]:
     """Budget accounting: `counted` are finished trials (COMPLETE, or FAIL from the evaluation
-    itself); `lost` are FAIL trials whose worker died or was interrupted (re-enqueued, not counted)."""
+    itself); `lost` are FAIL trials whose worker died or was interrupted (re-enqueued, not counted).
+    `trials`: the study's trials when the caller has already read them."""
     out = {"counted": 0, "complete": 0, "failed": 0, "lost": 0, "running": 0, "waiting": 0}
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         if t.state == TrialState.COMPLETE:
             out["complete"] += 1
             out["counted"] += 1
@@ -294,23 +314,8 @@ def is_lost(t: FrozenTrial) -> bool:
 def heartbeat_ages(study: optuna.Study) -> dict[int, float]:
     """Seconds since the last heartbeat of each running trial that has one (trial number -> age),
     by the database server's clock; empty if the storage keeps no heartbeats."""
-    rdb = rdb_of(study._storage)
-    try:
-        import sqlalchemy
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-    except ImportError:
+    got = _running_heartbeats(study, server_now=True)
+    if got is None or got[0] is None:
         return {}
-    if not hasattr(rdb, "scoped_session"):
-        return {}
-    with _create_scoped_session(rdb.scoped_session) as session:
-        now = session.execute(sqlalchemy.func.now()).scalar()
-        rows = (session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
-                .join(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study._study_id)
-                .filter(models.TrialModel.state == TrialState.RUNNING)
-                .all())
-    if now is None:
-        return {}
-    now = now.replace(tzinfo=None)
-    return {int(n): max((now - hb.replace(tzinfo=None)).total_seconds(), 0.0) for n, hb in rows}
+    now = got[0].replace(tzinfo=None)
+    return {int(n): max((now - hb.replace(tzinfo=None)).total_seconds(), 0.0) for _, n, hb in got[1] if hb is not None}

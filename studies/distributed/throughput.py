@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,9 +63,7 @@ def run_config(url: str, n: int, per_worker: int, threads: int, extra: list[str]
     last = max(t.datetime_complete for t in done)
     steady_s = (last - first).total_seconds()
     durations = [t.duration.total_seconds() for t in done]
-    per_worker_counts: dict[str, int] = {}
-    for t in done:
-        per_worker_counts[t.user_attrs.get("worker", "?")] = per_worker_counts.get(t.user_attrs.get("worker", "?"), 0) + 1
+    per_worker_counts = Counter(t.user_attrs.get("worker", "?") for t in done)
     return {
         "workers": n, "threads_per_worker": threads, "budget": budget, "finished": len(done),
         "states": sorted({t.state.name for t in done}),

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -27,6 +26,8 @@ from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_study, run_study
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
 from sparseinfer_dse.search.storage import is_lost, normalize_url, open_storage, study_counts
+
+from pg_server import free_port  # tests/search is on sys.path (conftest.py)
 
 CLI = [sys.executable, "-c", "from sparseinfer_dse.cli import main; main()"]
 # The smallest settings `search` offers: 4 calibration sequences, 2 decoded tokens, 1 prompt, 1 round.
@@ -361,21 +362,13 @@ def test_ctrl_c_ends_cleanly_and_resumes(tmp_path):
 
 # ---- one-line storage errors ---------------------------------------------------------------------
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case,expect", [
     ("unreachable", "Connection refused"),
     ("password", "password authentication failed"),
     ("database", 'database "no_such_db" does not exist'),
 ])
 def test_storage_errors_are_one_line(postgres_server, tmp_path, case, expect):
-    url = {"unreachable": postgres_server.url(port=_free_port()),
+    url = {"unreachable": postgres_server.url(port=free_port()),
            "password": postgres_server.url(password="wrong"),
            "database": postgres_server.url(db="no_such_db")}[case]
     for cmd in (["search", *SMALL, "--budget", "1", "--out", str(tmp_path / "o")], ["status"]):
