@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import click
 import typer
 
+from sparseinfer_dse import interrupts
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt
 from sparseinfer_dse.errors import UserError
 
@@ -216,9 +217,12 @@ def run_search(v: dict[str, Any]) -> None:
 
     t0 = time.perf_counter()
     interrupted = False
-    _sigterm_as_ctrl_c()
     try:
-        run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
+        with interrupts.caught():
+            try:
+                run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
+            finally:
+                interrupted = interrupts.requested()  # also one that arrived where it could not be raised
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:
@@ -246,18 +250,6 @@ def device_kind(device: Any) -> str:
     from sparseinfer_dse.machine import device_name
 
     return f"{device.type}:{device_name(device)}"
-
-
-def _sigterm_as_ctrl_c() -> None:
-    """A scheduler's SIGTERM (preemption, `kill`) ends a worker as cleanly as Ctrl-C does."""
-    import signal
-    import threading
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def optuna_quiet() -> None:

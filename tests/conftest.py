@@ -89,3 +89,23 @@ def smollm2_gguf() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.is_file(), path
     return path
+
+
+@pytest.fixture
+def interrupt_inside_c_callback():
+    """Deliver a signal while Python runs a ctypes callback, as llvmlite's object-cache hook is when
+    Numba compiles a kernel: the KeyboardInterrupt raised there is dropped by ctypes. SIGINT is set
+    to Python's default handler meanwhile (a runner that starts pytest in the background ignores it)."""
+    import ctypes
+    import signal
+
+    def deliver(sig=signal.SIGINT) -> None:
+        def body():
+            os.kill(os.getpid(), sig)
+            for _ in range(1000):  # the handler runs at one of these bytecodes, inside the callback
+                pass
+        ctypes.CFUNCTYPE(None)(body)()
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield deliver
+    signal.signal(signal.SIGINT, before)

@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.interrupts import check as check_interrupt
 from sparseinfer_dse.search.pareto import dominates
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
@@ -171,22 +172,27 @@ class Objective:
     def _evaluate(self, trial: optuna.Trial, alphas: tuple) -> tuple[float, float]:
         cfg = self.cfg
         lat = self.ev.latency(alphas)
+        check_interrupt()  # a Ctrl-C swallowed inside the stage (see interrupts.py) ends the trial here
         for key, value in lat.items():
             trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
         ms = float(lat["ms"])
         if cfg.fidelity == "full":
             full = self.ev.full(alphas)
+            check_interrupt()
             self._record_full(trial, full)
             trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
             acc = float(full["accuracy"])
         else:
             prox = self.ev.proxy(alphas)
+            check_interrupt()
             for key, value in prox.items():
                 trial.set_user_attr(f"proxy_{key}", value)
             acc = float(prox["score"])
             fid = {"latency": "measured", "accuracy": "proxy"}
             if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
-                self._record_full(trial, self.ev.full(alphas))
+                full = self.ev.full(alphas)
+                check_interrupt()
+                self._record_full(trial, full)
                 fid["accuracy_full"] = "lm-eval"
             trial.set_user_attr("fidelity", fid)
         if not (math.isfinite(ms) and math.isfinite(acc)):
@@ -241,6 +247,7 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
     ran = 0
     waited = False
     while cfg.timeout is None or time.monotonic() - t0 < cfg.timeout:
+        check_interrupt()
         lock.acquire()
         try:
             stale_check(study)

@@ -137,3 +137,29 @@ def test_export_and_report(tmp_path):
     html = write_report(out).read_text()
     refs = re.findall(r'src="([^"]+)"', html)
     assert refs and all((out / r).is_file() and (out / r).stat().st_size > 1000 for r in refs)
+
+
+def test_interrupt_swallowed_inside_a_trial_still_fails_it_and_stops(tmp_path, interrupt_inside_c_callback):
+    """A Ctrl-C that lands where Python drops it (a C callback, e.g. Numba caching a kernel) still
+    ends the trial as FAIL 'interrupted', re-queues its profile, and stops the worker."""
+    from sparseinfer_dse import interrupts
+
+    class InterruptedOnThirdLatency(FakeEvaluator):
+        def latency(self, alphas):
+            out = super().latency(alphas)
+            if self.calls == 3:
+                interrupt_inside_c_callback()
+            return out
+
+    cfg = _cfg(tmp_path, 6)
+    study = open_study(cfg)
+    ev = InterruptedOnThirdLatency()
+    with interrupts.caught():
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, cfg, ev)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials[:3]] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert trials[2].user_attrs["lost"] == "interrupted" and ev.calls == 3
+    run_study(study, cfg, FakeEvaluator())  # the same run again: the interrupted profile runs once more
+    again = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == 2]
+    assert len(again) == 1 and again[0].params == trials[2].params and finished_count(study) == 6
