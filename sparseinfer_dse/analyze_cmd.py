@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.cli_options import (
     DecodeActivationOpt,
     DeviceOpt,
@@ -76,10 +77,11 @@ def analyze_command(
     _print_table(df, alpha_list)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "layers.csv", index=False)
+        with replaced(out / "layers.csv") as tmp:
+            df.to_csv(tmp, index=False)
         meta = {"model": model, "profile": str(profile) if profile else None, "prompts": prompts, "limit": len(texts),
                 "tokens": tokens, "backend": handle.backend, "decode_activation": lm.spec.decode_activation}
-        (out / "layers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        write_text(out / "layers.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
         plot_layers(rows, out / "layers.png", f"{model}: sign predictor per layer ({len(texts)} prompts x {tokens} tokens)")
         typer.echo(f"wrote {out / 'layers.csv'}, layers.json, layers.png")
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.openmp import passive_openmp, wait_policy_note
 
@@ -292,5 +293,5 @@ def bench_kernels_command(
     typer.echo(format_table(rows))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+        write_text(json_path, json.dumps(rows, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
 from sparseinfer_dse.machine import device_name
 from sparseinfer_dse.openmp import passive_openmp
@@ -133,7 +134,7 @@ def bench_model_command(
     typer.echo(format_table(res))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2) + "\n")
+        write_text(json_out, json.dumps(res, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.cli_options import (
     DecodeActivationOpt,
     DeviceOpt,
@@ -223,5 +224,5 @@ def eval_command(
             "command": " ".join(sys.argv),
         }
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         typer.echo(f"wrote {out / 'summary.json'} (lm-eval results and samples under {out}/sparse and {out}/dense)")

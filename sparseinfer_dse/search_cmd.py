@@ -217,28 +217,31 @@ def run_search(v: dict[str, Any]) -> None:
 
     t0 = time.perf_counter()
     interrupted = False
-    try:
-        with interrupts.caught():
-            try:
-                run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
-            finally:
-                interrupted = interrupts.requested()  # also one that arrived where it could not be raised
-    except KeyboardInterrupt:
-        interrupted = True
-    except Exception as exc:
-        raise_if_storage_lost(exc, storage)
-        raise
-    finally:
+    with interrupts.caught():  # Ctrl-C / SIGTERM: the trial FAILs and is re-queued, outputs written, exit 130
         try:
-            bar.n = min(finished_count(study), v["budget"])  # other workers' trials too
-            bar.refresh()
-        except Exception:
-            pass
-        bar.close()
-    meta["wall_s_last_run"] = round(time.perf_counter() - t0, 1)
-    summary = write_outputs(study, out, fidelity, lm.identity, meta)
-    if v["report"]:
-        write_report(out)
+            run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as exc:
+            raise_if_storage_lost(exc, storage)
+            raise
+        finally:
+            try:
+                bar.n = min(finished_count(study), v["budget"])  # other workers' trials too
+                bar.refresh()
+            except Exception:
+                pass
+            bar.close()
+        meta["wall_s_last_run"] = round(time.perf_counter() - t0, 1)
+        try:
+            summary = write_outputs(study, out, fidelity, lm.identity, meta)
+            if v["report"]:
+                write_report(out)
+        except KeyboardInterrupt:  # each file is whole (atomic.py); the study itself is all in the storage
+            typer.echo(f"interrupted while writing {out}: every finished trial is kept in the study; rerun the "
+                       "same command to write the outputs", err=True)
+            raise typer.Exit(130) from None
+        interrupted = interrupted or interrupts.requested()  # also one that arrived where it could not be raised
     typer.echo(f"{'interrupted: ' if interrupted else ''}{sum(summary['trials'].values())} trials ({', '.join(f'{n} {k.lower()}' for k, n in summary['trials'].items())}), front of {summary['front_size']} "
                f"-> {out}/pareto.csv, profiles/, report.html (rerun the same command to continue)")
     if interrupted:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from sparseinfer_dse.atomic import replaced
+
 
 def plot_layers(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     import matplotlib
@@ -31,6 +33,7 @@ def plot_layers(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     axes[2].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with replaced(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path

@@ -20,6 +20,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.errors import UserError
 
 DEFAULT_SEED = 1234
@@ -285,7 +286,7 @@ def write_results(res: dict, out_dir: Path | str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     samples = res.get("samples") or {}
     body = {k: v for k, v in res.items() if k != "samples"}
-    (out / "results.json").write_text(json.dumps(body, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
+    write_text(out / "results.json", json.dumps(body, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
     for task_name, rows in samples.items():
         with open(out / f"samples_{task_name}.jsonl", "w", encoding="utf-8") as f:
             for r in rows:

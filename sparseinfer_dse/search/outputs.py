@@ -13,6 +13,7 @@ from typing import Any, Optional
 import optuna
 import pandas as pd
 
+from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.models.identity import ModelIdentity
 from sparseinfer_dse.profiles import AlphaProfile
 from sparseinfer_dse.search.pareto import front_mask
@@ -73,9 +74,11 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
     """Write trials.csv, pareto.csv, profiles/ and study.json; returns a short summary."""
     out.mkdir(parents=True, exist_ok=True)
     df = trials_frame(study)
-    df.to_csv(out / "trials.csv", index=False)
+    with replaced(out / "trials.csv") as tmp:
+        df.to_csv(tmp, index=False)
     front = pareto_frame(df, fidelity) if not df.empty else df
-    front.to_csv(out / "pareto.csv", index=False)
+    with replaced(out / "pareto.csv") as tmp:
+        front.to_csv(tmp, index=False)
     prof_dir = out / "profiles"
     prof_dir.mkdir(exist_ok=True)
     for old in prof_dir.glob("trial-*.json"):
@@ -89,5 +92,5 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
             prof_dir / f"trial-{int(row['trial']):04d}.json")
     states = df["state"].value_counts().to_dict() if not df.empty else {}
     meta = {**meta, "trials": states, "front_size": int(len(front)), "fidelity": fidelity}
-    (out / "study.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    write_text(out / "study.json", json.dumps(meta, indent=2, default=str) + "\n")
     return meta

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.search.outputs import accuracy_column
 from sparseinfer_dse.search.pareto import front_mask, hypervolume_2d
 
@@ -40,7 +41,7 @@ def plot_pareto(done: pd.DataFrame, col: str, meta: dict[str, Any], path: Path) 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 5))
     noise = done["latency_noise_ms"].fillna(0) if "latency_noise_ms" in done else [0.0] * len(done)
-    mask = front_mask(done["latency_ms"], done[col], noise) if len(done) else []
+    mask = front_mask(done["latency_ms"], done[col], noise)  # empty when no trial finished yet
     dom, fr = done[~mask], done[mask].sort_values("latency_ms")
     ax.scatter(dom["latency_ms"], dom[col], c="tab:blue", alpha=0.25, s=20, label="dominated trials")
     ax.step(fr["latency_ms"], fr[col], where="post", c="tab:red", alpha=0.6)
@@ -62,7 +63,8 @@ def plot_pareto(done: pd.DataFrame, col: str, meta: dict[str, Any], path: Path) 
 
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with replaced(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -94,7 +96,7 @@ def plot_sparsity(front: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_title("per-layer sparsity of the Pareto profiles (predicted + actual)")
     ax.grid(alpha=0.3)
-    if len(front) <= 12:
+    if 0 < len(ax.lines) <= 12:
         ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
@@ -144,5 +146,5 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <h2>Hypervolume over trials</h2><img src="hypervolume.png" alt="hypervolume">
 <h2>Study</h2><table>{facts}</table></body></html>"""
     path = out / "report.html"
-    path.write_text(body)
+    write_text(path, body)
     return path

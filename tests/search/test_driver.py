@@ -94,6 +94,16 @@ def test_failing_trial_is_recorded_and_study_goes_on(tmp_path):
     assert (trials.state == "FAIL").sum() == 1
 
 
+def test_report_before_any_trial_finished(tmp_path):
+    """Interrupted during the first trial, or all failed so far: the report still draws, frontless."""
+    cfg = _cfg(tmp_path, 2)
+    study = open_study(cfg)
+    run_study(study, cfg, FakeEvaluator(fail_on={1, 2}))
+    out = _outputs(study, tmp_path)
+    html = write_report(out).read_text()
+    assert "no front yet" in html and all((out / r).is_file() for r in re.findall(r'src="([^"]+)"', html))
+
+
 def test_study_identity_mismatch_is_refused(tmp_path):
     open_study(_cfg(tmp_path, 2))
     with pytest.raises(UserError, match="model differ"):

@@ -40,3 +40,35 @@ def test_search_resume_export_report(tiny_model, tmp_path):
     _invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     for p in (tmp_path / "front").glob("*.json"):
         assert AlphaProfile.load(p).num_layers == 3
+
+
+def test_ctrl_c_while_writing_outputs_leaves_whole_files(tiny_model, tmp_path, monkeypatch):
+    """A Ctrl-C in the middle of a figure: exit 130 with one line, every file old or new but never
+    half written, no temporary left; the same command again writes the rest."""
+    import matplotlib.figure
+
+    cal = tmp_path / "cal.jsonl"
+    cal.write_text("\n".join(json.dumps({"prompt": f"Q: {i} + 1 =", "continuation": f" {i + 1}"}) for i in range(2)))
+    out = tmp_path / "run"
+    common = ["search", "--model", tiny_model("llama-relu"), "--out", out, "--calibration", cal,
+              "--calibration-samples", 2, "--latency-tokens", 2, "--latency-prompts", 1, "--latency-repeats", 1,
+              "--backend", "numba-cpu"]
+    _invoke(*common, "--budget", 2)
+    before = (out / "pareto.png").read_bytes()
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def interrupted_savefig(fig, path, **kw):
+        with open(path, "wb") as f:
+            f.write(before[:100])  # half a PNG, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", interrupted_savefig)
+    res = CliRunner().invoke(app, [str(a) for a in (*common, "--budget", 3)], catch_exceptions=False)
+    assert res.exit_code == 130, res.output
+    assert "interrupted while writing" in res.output and "rerun the same command" in res.output
+    assert (out / "pareto.png").read_bytes() == before  # the old figure, whole
+    assert len(pd.read_csv(out / "trials.csv")) == 3  # written before the report
+    assert not [p.name for p in out.rglob("*") if ".tmp" in p.name]
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", real_savefig)
+    _invoke(*common, "--budget", 3)
+    assert (out / "pareto.png").read_bytes() != before and len(pd.read_csv(out / "trials.csv")) == 3
