@@ -50,13 +50,14 @@ def analyze_command(
     from sparseinfer_dse.engine.analysis import PredictorAnalysis
     from sparseinfer_dse.engine.analysis_plot import plot_layers
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import load_for_model, parse_alpha_list
+    from sparseinfer_dse.profiles import AlphaProfile, parse_alpha_list
     from sparseinfer_dse.prompts import load_prompts
 
     alpha_list = parse_alpha_list(alphas)
     texts = load_prompts(prompts, limit, data_dir)
+    given = AlphaProfile.load(profile) if profile else None  # a bad file fails before the model loads
     lm = load_model(ModelSpec(model, gguf_file, device, dtype, decode_activation), tokenizer=True)
-    prof = load_for_model(profile, lm.identity, allow_model_mismatch) if profile else None
+    prof = given.check_model(lm.identity, allow_model_mismatch) if given else None
     handle = sparsify(lm, prof, backend)
     if handle.notice and not lm.activation.is_sparse:
         typer.echo(f"note: {handle.notice}", err=True)

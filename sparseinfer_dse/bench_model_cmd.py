@@ -69,7 +69,7 @@ def bench_model_command(
     from sparseinfer_dse.errors import UserError
     from sparseinfer_dse.models.loading import ModelSpec
     from sparseinfer_dse.models.synthetic import weight_bytes
-    from sparseinfer_dse.profiles import AlphaProfile, load_for_model
+    from sparseinfer_dse.profiles import AlphaProfile
 
     names = [v.strip().lower() for v in variants.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
@@ -83,13 +83,14 @@ def bench_model_command(
     if threads is not None:
         set_threads(threads)
     texts = load_prompts(prompts, data_dir)
+    given = AlphaProfile.load(profile) if profile is not None else None  # a bad file fails before the model loads
     load_avg_start = os.getloadavg()
     t0 = time.perf_counter()
     lm = _load(ModelSpec(model, gguf_file, device, dtype, decode_activation))
     load_s = time.perf_counter() - t0
     if lm.tokenizer is None:
         raise UserError(f"{model} has no tokenizer; bench model needs one to encode the prompts")
-    prof = (load_for_model(profile, lm.identity, allow_model_mismatch) if profile is not None
+    prof = (given.check_model(lm.identity, allow_model_mismatch) if given is not None
             else AlphaProfile.uniform(len(lm.mlps), 1.0, lm.identity))
     t0 = time.perf_counter()
     handle = sparsify(lm, prof, backend=backend, allow_model_mismatch=allow_model_mismatch)

@@ -137,15 +137,16 @@ def eval_command(
 
     from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile, alphas_repr, load_for_model
+    from sparseinfer_dse.profiles import AlphaProfile, alphas_repr
 
+    given = AlphaProfile.load(profile) if profile is not None else None  # a bad file fails before the model loads
     _say(f"model: loading {model}")
     t0 = time.perf_counter()
     loaded = load_model(ModelSpec(model, gguf_file, device, dtype, decode_activation), weights=True, tokenizer=True)
     _say(f"model: loaded in {time.perf_counter() - t0:.1f}s ({loaded.identity.num_layers} layers, {loaded.dtype}, {loaded.device})")
     n_layers = loaded.identity.num_layers
     if profile is not None:
-        prof = load_for_model(profile, loaded.identity, allow_model_mismatch)
+        prof = given.check_model(loaded.identity, allow_model_mismatch)
         prof_desc = f"{profile} ({prof.name or 'unnamed'})"
     else:
         prof = AlphaProfile.uniform(n_layers, 1.0, loaded.identity)

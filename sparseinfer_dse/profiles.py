@@ -155,10 +155,6 @@ class AlphaProfile:
         return self
 
 
-def load_for_model(path: Path | str, identity: ModelIdentity, allow_mismatch: bool = False) -> AlphaProfile:
-    return AlphaProfile.load(path).check_model(identity, allow_mismatch)
-
-
 def parse_alpha_list(text: str) -> list[float]:
     """'1.0,1.01,1.03' -> [1.0, 1.01, 1.03], validated."""
     out = []

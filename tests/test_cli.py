@@ -76,3 +76,16 @@ def test_gpt2_error_through_cli(tiny_model):
     proc = subprocess.run([sys.executable, "-c", "from sparseinfer_dse.cli import main; main()",
                            "inspect", "-m", str(tiny_model("gpt2"))], capture_output=True, text=True)
     assert proc.returncode == 2 and "no gated MLP" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("cmd", [["bench", "model"], ["eval", "--tasks", "demo_arith"], ["analyze"]])
+def test_a_malformed_profile_fails_before_the_model_loads(cmd, tmp_path):
+    """The profile is read first: a typo in it costs no model load (minutes for a 7B model)."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"alphas": [1.0, 1.03')
+    proc = subprocess.run([sys.executable, "-c", "from sparseinfer_dse.cli import main; main()", *cmd,
+                           "--model", "/no/such/model", "--profile", str(bad)],
+                          capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # eval also says what it checks
+    assert errors == [f"error: {bad}: not valid JSON (Expecting ',' delimiter at line 1)"], proc.stderr[-2000:]

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from sparseinfer_dse.models.identity import ModelIdentity
-from sparseinfer_dse.profiles import FORMAT, AlphaProfile, ProfileError, load_for_model, parse_alpha_list
+from sparseinfer_dse.profiles import FORMAT, AlphaProfile, ProfileError, parse_alpha_list
 
 IDENT = ModelIdentity("tiny", "sha256:abc", 4)
 
@@ -28,7 +28,7 @@ def test_json_round_trip(alphas):
 
 def test_save_load(tmp_path):
     p = AlphaProfile.paper(4, model=IDENT).save(tmp_path / "sub" / "p.json")
-    assert load_for_model(p, IDENT).alphas == (1.03, 1.03, 1.0, 1.0)
+    assert AlphaProfile.load(p).check_model(IDENT).alphas == (1.03, 1.03, 1.0, 1.0)
 
 
 def _write(tmp_path, data):
