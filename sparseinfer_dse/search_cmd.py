@@ -184,6 +184,8 @@ def run_search(v: dict[str, Any]) -> None:
     done_before = finished_count(study)
     bar = tqdm(total=v["budget"], initial=min(done_before, v["budget"]), unit="trial", desc="search")
 
+    objective = "acc" if fidelity == "full" else "proxy"  # what the trials' second value is (staged: the proxy)
+
     def on_trial(st, trial) -> None:
         from optuna.trial import TrialState
 
@@ -195,8 +197,8 @@ def run_search(v: dict[str, Any]) -> None:
         if good:
             best = min(good, key=lambda t: (-t.values[1], t.values[0]))
             fastest = min(good, key=lambda t: t.values[0])
-            bar.set_postfix_str(f"front={len(st.best_trials)} fastest={fastest.values[0]:.2f}ms "
-                                f"best-acc={best.values[1]:.4g}@{best.values[0]:.2f}ms")
+            bar.set_postfix_str(f"{objective}-front={len(st.best_trials)} fastest={fastest.values[0]:.2f}ms "
+                                f"best-{objective}={best.values[1]:.4g}@{best.values[0]:.2f}ms")
 
     meta = {
         "model": v["model"], "identity": lm.identity.to_dict(), "device": str(lm.device), "backend": handle.backend,
