@@ -171,28 +171,23 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial, alphas: tuple) -> tuple[float, float]:
         cfg = self.cfg
-        lat = self.ev.latency(alphas)
-        check_interrupt()  # a Ctrl-C swallowed inside the stage (see interrupts.py) ends the trial here
+        lat = _stage(self.ev.latency, alphas)
         for key, value in lat.items():
             trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
         ms = float(lat["ms"])
         if cfg.fidelity == "full":
-            full = self.ev.full(alphas)
-            check_interrupt()
+            full = _stage(self.ev.full, alphas)
             self._record_full(trial, full)
             trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
             acc = float(full["accuracy"])
         else:
-            prox = self.ev.proxy(alphas)
-            check_interrupt()
+            prox = _stage(self.ev.proxy, alphas)
             for key, value in prox.items():
                 trial.set_user_attr(f"proxy_{key}", value)
             acc = float(prox["score"])
             fid = {"latency": "measured", "accuracy": "proxy"}
             if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
-                full = self.ev.full(alphas)
-                check_interrupt()
-                self._record_full(trial, full)
+                self._record_full(trial, _stage(self.ev.full, alphas))
                 fid["accuracy_full"] = "lm-eval"
             trial.set_user_attr("fidelity", fid)
         if not (math.isfinite(ms) and math.isfinite(acc)):
@@ -216,6 +211,13 @@ class Objective:
         margin = self.cfg.stage_margin * (max(scores) - min(scores))
         noise = float(trial.user_attrs.get("latency_noise_ms", 0.0))
         return near_front(ms, score, noise, done, margin)
+
+
+def _stage(evaluate: Callable[[Sequence[Optional[float]]], dict[str, Any]], alphas: tuple) -> dict[str, Any]:
+    """One evaluation stage; a Ctrl-C that Python dropped inside it (see interrupts.py) ends the trial here."""
+    out = evaluate(alphas)
+    check_interrupt()
+    return out
 
 
 def _requeue_interrupted(trial: optuna.Trial) -> None:
