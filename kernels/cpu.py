@@ -341,16 +341,13 @@ class NumbaCPUBackend:
                               SERIAL_BELOW, CHUNKS_PER_THREAD)
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        check_input(prep, x)
-        status = self._predict_status(prep, x.float().contiguous().numpy(), alpha, _num_threads())
-        return torch.from_numpy(status.view(np.bool_))  # PRED == 1
+        return torch.from_numpy(self.predictor(prep, x, alpha)().view(np.bool_))  # PRED == 1
 
     def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
         """The predictor exactly as forward() runs it, arguments resolved once (for benchmarks)."""
         check_input(prep, x)
-        words, xf, nmin = prep.state["nb_words"], x.float().contiguous().numpy(), nneg_threshold(alpha, prep.d)
-        threads = _num_threads()
-        return lambda: predict_status(words, xf, nmin, threads, SERIAL_BELOW, CHUNKS_PER_THREAD)
+        xf, threads = x.float().contiguous().numpy(), _num_threads()
+        return lambda: self._predict_status(prep, xf, alpha, threads)
 
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,

@@ -309,9 +309,7 @@ class NumbaCUDABackend:
         return status
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        check_input(prep, x)
-        status = self._status(prep, x.float().contiguous(), alpha, _stream())
-        return status != 0
+        return self.predictor(prep, x, alpha)() != 0
 
     def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
         check_input(prep, x)

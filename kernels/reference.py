@@ -70,8 +70,7 @@ class TorchBackend:
         return prepare_common(self.name, w_gate, w_up, w_down)
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        check_input(prep, x)
-        return count_negative(prep.state["signs"], pack_signs(x)) >= nneg_threshold(alpha, prep.d)
+        return self.predictor(prep, x, alpha)()
 
     def predictor(self, prep: PreparedMLP, x: torch.Tensor, alpha: float):
         check_input(prep, x)
