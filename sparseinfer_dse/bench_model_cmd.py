@@ -60,7 +60,7 @@ def bench_model_command(
         MAIN_VARIANT,
         VARIANTS,
         format_table,
-        load_prompts,
+        gsm8k_prompts,
         measure_decode_latency,
         set_threads,
         thread_counts,
@@ -82,7 +82,7 @@ def bench_model_command(
         raise UserError("--tokens, --prompts and --repeats must be at least 1, --warmup at least 0")
     if threads is not None:
         set_threads(threads)
-    texts = load_prompts(prompts, data_dir)
+    texts = gsm8k_prompts(prompts, data_dir)
     given = AlphaProfile.load(profile) if profile is not None else None  # a bad file fails before the model loads
     load_avg_start = os.getloadavg()
     t0 = time.perf_counter()

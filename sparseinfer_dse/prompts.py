@@ -53,7 +53,7 @@ def _demo(limit: int) -> list[str]:
     if not path.is_file():
         raise UserError(f"the demo's held-out problems are missing ({path})")
     lines = path.read_text().splitlines()[:limit]
-    return [f"Question: {json.loads(line)['question']}\nAnswer:" for line in lines]
+    return [format_question(json.loads(line)["question"]) for line in lines]
 
 
 def _file(path: Path, limit: int) -> list[str]:

@@ -62,16 +62,16 @@ BUILTIN_QUESTIONS = (
 )
 
 
-def load_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
+def gsm8k_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
     """The first `n` GSM8K test questions from DATA_DIR/gsm8k/test.jsonl, or the built-in ones."""
-    from sparseinfer_dse.prompts import format_question, load_prompts as load_prompt_set
+    from sparseinfer_dse.prompts import format_question, load_prompts
 
     if n < 1:
         raise UserError("--prompts must be at least 1")
     if data_dir is None:
         prompts = [format_question(q) for q in BUILTIN_QUESTIONS[:n]]
     else:
-        prompts = load_prompt_set("gsm8k", n, Path(data_dir))
+        prompts = load_prompts("gsm8k", n, Path(data_dir))
     if len(prompts) < n:
         raise UserError(f"only {len(prompts)} prompts available, --prompts {n} asked for")
     return prompts
@@ -271,7 +271,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     if workload is None:
         if tokenizer is None:
             raise UserError("a tokenizer is needed to build the prompts")
-        workload = prepare_workload(model, tokenizer, prompts or load_prompts(2), tokens, handle)
+        workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle)
     device = workload.device
     if handle is not None and handle.backend == "numba-cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         import warnings

@@ -233,7 +233,7 @@ def decode_sparsity(model: Any, tokenizer: Any, prompts: Optional[list[str]] = N
     predictor's precision and recall against those zeros. Works on any model with gated MLPs."""
     from sparseinfer_kernels.signs import count_negative, nneg_threshold, pack_signs
 
-    from sparseinfer_dse.engine.latency import load_prompts, prepare_workload
+    from sparseinfer_dse.engine.latency import gsm8k_prompts, prepare_workload
     from sparseinfer_dse.models.discovery import discover_mlps
 
     mlps = discover_mlps(model)
@@ -258,7 +258,7 @@ def decode_sparsity(model: Any, tokenizer: Any, prompts: Optional[list[str]] = N
 
     handles = [m.module.register_forward_pre_hook(hook(i)) for i, m in enumerate(mlps)]
     try:
-        prepare_workload(model, tokenizer, prompts or load_prompts(2), tokens + 1)
+        prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens + 1)
     finally:
         for h in handles:
             h.remove()

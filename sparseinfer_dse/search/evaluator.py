@@ -42,7 +42,7 @@ def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
 
 class SearchEvaluator:
     def __init__(self, lm: Any, handle: Any, settings: EvalSettings, progress: bool = True) -> None:
-        from sparseinfer_dse.engine.latency import load_prompts, prepare_workload
+        from sparseinfer_dse.engine.latency import gsm8k_prompts, prepare_workload
 
         if settings.proxy_metric not in PROXY_METRICS:
             raise UserError(f"--proxy-metric must be kl or top1, not {settings.proxy_metric!r}")
@@ -50,7 +50,7 @@ class SearchEvaluator:
         self.reference_ms: Optional[float] = None  # the study's dense ms/token (set by the caller)
         self.tok = lm.tokenizer
         self.progress = progress
-        prompts = load_prompts(settings.latency_prompts, settings.data_dir)
+        prompts = gsm8k_prompts(settings.latency_prompts, settings.data_dir)
         self.workload = prepare_workload(lm.model, self.tok, prompts, settings.latency_tokens, handle)
         self._reference = None
 

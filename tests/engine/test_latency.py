@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sparseinfer_dse.engine.latency import (
     VARIANTS,
     format_table,
-    load_prompts,
+    gsm8k_prompts,
     measure_decode_latency,
     prepare_workload,
     set_threads,
@@ -31,16 +31,16 @@ def small():
 
 
 def test_load_prompts(tmp_path):
-    built_in = load_prompts(3)
+    built_in = gsm8k_prompts(3)
     assert len(built_in) == 3 and all(p.startswith("Question: ") and p.endswith("\nAnswer:") for p in built_in)
     (tmp_path / "gsm8k").mkdir()
     rows = [{"question": f"What is {i} + {i}?", "answer": "#### 0"} for i in range(4)]
     (tmp_path / "gsm8k" / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert load_prompts(2, tmp_path) == ["Question: What is 0 + 0?\nAnswer:", "Question: What is 1 + 1?\nAnswer:"]
+    assert gsm8k_prompts(2, tmp_path) == ["Question: What is 0 + 0?\nAnswer:", "Question: What is 1 + 1?\nAnswer:"]
     with pytest.raises(UserError, match="only 4 prompts"):
-        load_prompts(5, tmp_path)
+        gsm8k_prompts(5, tmp_path)
     with pytest.raises(UserError, match="not found"):
-        load_prompts(1, tmp_path / "nowhere")
+        gsm8k_prompts(1, tmp_path / "nowhere")
 
 
 def test_measure_interleaved_prefill_dense_decode_sparse(small):
@@ -49,7 +49,7 @@ def test_measure_interleaved_prefill_dense_decode_sparse(small):
     try:
         P, N, R, W = 2, 2, 1, 1
         variants = list(VARIANTS)
-        res = measure_decode_latency(h, tok, load_prompts(P), tokens=N, repeats=R, variants=variants, warmup=W)
+        res = measure_decode_latency(h, tok, gsm8k_prompts(P), tokens=N, repeats=R, variants=variants, warmup=W)
         for key in ("dense_ms_per_token", "sparse_ms_per_token", "dense_p10_ms", "dense_p90_ms",
                     "sparse_p10_ms", "sparse_p90_ms", "dense_mlp_ms_per_token", "sparse_mlp_ms_per_token"):
             assert res[key] > 0, key
@@ -89,7 +89,7 @@ def test_workload_reuse_across_profiles(small):
     model, tok = small
     h = sparsify(model, [1.0, None], backend="torch")
     try:
-        wl = prepare_workload(model, tok, load_prompts(1), 3, h)
+        wl = prepare_workload(model, tok, gsm8k_prompts(1), 3, h)
         a = measure_decode_latency(h, workload=wl, repeats=1, mlp_share=False, include_dense=False)
         assert "speedup" not in a and a["sparse_ms_per_token"] > 0
         assert a["layers"][1]["alpha"] is None and a["layers"][1]["skipped"] == 0.0
