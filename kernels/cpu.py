@@ -32,7 +32,7 @@ import torch
 from numba import njit, prange
 from numba.np.ufunc import parallel as _parallel
 
-from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
+from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
 from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold

@@ -27,7 +27,7 @@ import torch
 from numba import cuda, float32, int32, types, uint32
 from numba.cuda import config as _cuda_config
 
-from sparseinfer_kernels.api import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
+from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from sparseinfer_kernels.api import (
+from sparseinfer_kernels.interface import (
     COMP,
     PRED,
     ZERO,

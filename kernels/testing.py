@@ -7,7 +7,7 @@ from typing import Iterable, Optional
 
 import torch
 
-from sparseinfer_kernels.api import Backend, MLPResult, PreparedMLP
+from sparseinfer_kernels.interface import Backend, MLPResult, PreparedMLP
 
 ALPHAS = (0.9, 1.0, 1.03, 1.5, None)
 THRESHOLDS = (0.0, 0.01)  # relu, fatrelu (ProSparse's T)

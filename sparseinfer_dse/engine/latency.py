@@ -64,7 +64,7 @@ BUILTIN_QUESTIONS = (
 
 def gsm8k_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
     """The first `n` GSM8K test questions from DATA_DIR/gsm8k/test.jsonl, or the built-in ones."""
-    from sparseinfer_dse.prompts import format_question, load_prompts
+    from sparseinfer_dse.data.prompts import format_question, load_prompts
 
     if n < 1:
         raise UserError("--prompts must be at least 1")

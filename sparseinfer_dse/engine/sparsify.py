@@ -16,7 +16,7 @@ from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.engine.sparse_mlp import EngineOptions, SparseInferMLP
 from sparseinfer_dse.models.applicability import require_applicable
 from sparseinfer_dse.models.discovery import decoder_layers, discover_mlps
-from sparseinfer_dse.profiles import AlphaProfile, ProfileError
+from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
 
 BACKEND_CHOICES = ("auto", "numba-cuda", "numba-cpu", "torch")
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.models.identity import ModelIdentity
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.search.pareto import front_mask
 
 _SCALARS = (int, float, str, bool, type(None))

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.profiles import check_alpha
+from sparseinfer_dse.engine.profile import check_alpha
 
 
 @dataclass(frozen=True)

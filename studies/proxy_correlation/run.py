@@ -62,7 +62,7 @@ def main() -> None:
     from sparseinfer_dse.eval.harness import evaluate_tasks
     from sparseinfer_dse.eval.proxy import DenseReference, demo_calibration, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile
+    from sparseinfer_dse.engine.profile import AlphaProfile
 
     loaded = load_model(ModelSpec(args.model, device="cpu"), tokenizer=True)
     tok = loaded.tokenizer

@@ -39,7 +39,7 @@ def main() -> None:
     from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.eval.proxy import DenseReference, gsm8k_calibration, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile
+    from sparseinfer_dse.engine.profile import AlphaProfile
 
     model = args.model or default_gguf()
     t0 = time.perf_counter()

@@ -104,7 +104,7 @@ def test_workload_reuse_across_profiles(small):
 
 
 def test_bench_model_command_json(tmp_path, monkeypatch):
-    from sparseinfer_dse.bench_model_cmd import bench_model_command
+    from sparseinfer_dse.cli.bench_model import bench_model_command
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the command would set it (too late in this process)
 
@@ -139,7 +139,7 @@ def test_bench_model_command_json(tmp_path, monkeypatch):
 
 
 def test_passive_openmp(monkeypatch):
-    from sparseinfer_dse.bench_model_cmd import passive_openmp
+    from sparseinfer_dse.cli.bench_model import passive_openmp
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert passive_openmp() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays

@@ -6,7 +6,7 @@ import torch
 from sparseinfer_dse.engine import sparsify
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
-from sparseinfer_dse.profiles import AlphaProfile, ProfileError
+from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
 
 BACKENDS = ["torch", "numba-cpu"]
 

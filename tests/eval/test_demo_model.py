@@ -9,7 +9,7 @@ import pytest
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.harness import evaluate_tasks
 from sparseinfer_dse.eval.proxy import DenseReference, demo_calibration, proxy_metrics
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 
 LIMIT = 100  # held-out problems; the demo answers in about 40-60 tokens, batch 25 keeps this ~10 s a run
 BATCH = 25
@@ -71,7 +71,7 @@ def test_cli_on_demo(tmp_path):
     from typer.testing import CliRunner
     import typer
 
-    from sparseinfer_dse.eval_cmd import eval_command
+    from sparseinfer_dse.cli.eval import eval_command
 
     app = typer.Typer()
     app.command("eval")(eval_command)

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.eval_cmd import eval_command
+from sparseinfer_dse.cli.eval import eval_command
 
 app = typer.Typer()
 app.command("eval")(eval_command)
@@ -28,7 +28,7 @@ def run(*args):
 
 
 def test_eval_writes_summary_results_and_samples(small_lm_dir, tmp_path, data_dir):
-    from sparseinfer_dse.profiles import AlphaProfile
+    from sparseinfer_dse.engine.profile import AlphaProfile
 
     prof = AlphaProfile.uniform(2, 0.8).save(tmp_path / "p.json")
     out = tmp_path / "out"

@@ -11,7 +11,7 @@ from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval import baseline_cache as bc
 from sparseinfer_dse.eval.baseline_cache import BaselineCache, ModelFacts, baseline_key, dense_baseline, weights_fingerprint
 from sparseinfer_dse.eval.harness import evaluate_tasks, summarize
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 
 GEN = {"max_gen_toks": 12}
 

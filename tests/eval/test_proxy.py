@@ -18,7 +18,7 @@ from sparseinfer_dse.eval.proxy import (
     load_calibration,
     proxy_metrics,
 )
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_bench_kernels_tiny(runner, tmp_path):
     (["--dtype", "int8"], "--dtype"),
 ])
 def test_bench_kernels_user_errors(args, msg):
-    from sparseinfer_dse.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
     from sparseinfer_dse.errors import UserError
 
     kwargs = dict(backend="numba-cpu", dtype="float32", shape=["64x200"], sparsity=["0.5"])

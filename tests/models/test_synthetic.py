@@ -86,7 +86,7 @@ def test_tokenizer_handles_gsm8k_text():
 
 def test_build_command_saves_a_loadable_model(tmp_path):
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.synthetic_cmd import synthetic_build_command
+    from sparseinfer_dse.cli.synthetic import synthetic_build_command
 
     app = typer.Typer()
     app.command()(synthetic_build_command)

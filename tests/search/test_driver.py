@@ -13,7 +13,7 @@ from sparseinfer_dse.search.outputs import write_outputs
 from sparseinfer_dse.search.pareto import front_mask
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 
 
 class FakeEvaluator:

@@ -6,7 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from sparseinfer_dse.cli import _register, app
-from sparseinfer_dse.profiles import AlphaProfile
+from sparseinfer_dse.engine.profile import AlphaProfile
 
 _register()
 

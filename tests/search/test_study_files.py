@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sparseinfer_dse.search_cmd import search_command
+from sparseinfer_dse.cli.search import search_command
 
 STUDIES = sorted((Path(__file__).parents[2] / "studies").glob("*.toml"))
 OPTIONS = set(inspect.signature(search_command).parameters) - {"ctx"}
@@ -36,7 +36,7 @@ def test_bad_study_file_is_one_line_error(tmp_path):
 
 def _resolved(monkeypatch, args):
     """The settings `search` would run with (run_search replaced by a recorder)."""
-    import sparseinfer_dse.search_cmd as sc
+    import sparseinfer_dse.cli.search as sc
     from typer.testing import CliRunner
 
     from sparseinfer_dse.cli import _register, app

@@ -13,7 +13,7 @@ import click
 import typer
 
 from sparseinfer_dse import interrupts
-from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt
+from sparseinfer_dse.cli.options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt
 from sparseinfer_dse.errors import UserError
 
 

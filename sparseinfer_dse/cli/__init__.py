@@ -43,16 +43,16 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from sparseinfer_dse.analyze_cmd import analyze_command
-    from sparseinfer_dse.bench_kernels import bench_kernels_command
-    from sparseinfer_dse.bench_model_cmd import bench_model_command
-    from sparseinfer_dse.demo.cli import demo_app
-    from sparseinfer_dse.eval_cmd import eval_command
-    from sparseinfer_dse.inspect_cmd import inspect_command
-    from sparseinfer_dse.profile_cmd import profile_app
-    from sparseinfer_dse.search_cmd import export_command, report_command, search_command
-    from sparseinfer_dse.status_cmd import status_command
-    from sparseinfer_dse.synthetic_cmd import synthetic_build_command
+    from sparseinfer_dse.cli.analyze import analyze_command
+    from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.cli.bench_model import bench_model_command
+    from sparseinfer_dse.cli.demo import demo_app
+    from sparseinfer_dse.cli.eval import eval_command
+    from sparseinfer_dse.cli.inspect import inspect_command
+    from sparseinfer_dse.cli.profile import profile_app
+    from sparseinfer_dse.cli.search import export_command, report_command, search_command
+    from sparseinfer_dse.cli.status import status_command
+    from sparseinfer_dse.cli.synthetic import synthetic_build_command
 
     app.command("search", short_help="Search alpha profiles for the Pareto front of (latency, accuracy).")(search_command)
     app.command("export", short_help="Export a profile from a search (fastest within an accuracy loss, ...).")(export_command)

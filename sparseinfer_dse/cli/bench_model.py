@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sparseinfer_dse.atomic import write_text
-from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
+from sparseinfer_dse.cli.options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt, ProfileOpt
 from sparseinfer_dse.machine import device_name
 from sparseinfer_dse.openmp import passive_openmp
 
@@ -69,7 +69,7 @@ def bench_model_command(
     from sparseinfer_dse.errors import UserError
     from sparseinfer_dse.models.loading import ModelSpec
     from sparseinfer_dse.models.synthetic import weight_bytes
-    from sparseinfer_dse.profiles import AlphaProfile
+    from sparseinfer_dse.engine.profile import AlphaProfile
 
     names = [v.strip().lower() for v in variants.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]

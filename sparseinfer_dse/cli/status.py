@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sparseinfer_dse.cli_options import JsonFlag
+from sparseinfer_dse.cli.options import JsonFlag
 from sparseinfer_dse.errors import UserError
 
 STATES = {"COMPLETE": "complete", "RUNNING": "running", "FAIL": "failed", "WAITING": "waiting", "PRUNED": "pruned"}

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from sparseinfer_dse.cli_options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, JsonFlag, ModelOpt
+from sparseinfer_dse.cli.options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, JsonFlag, ModelOpt
 
 
 def inspect_command(

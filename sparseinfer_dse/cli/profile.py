@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sparseinfer_dse.cli_options import GgufFileOpt, JsonFlag, ModelOpt
+from sparseinfer_dse.cli.options import GgufFileOpt, JsonFlag, ModelOpt
 
 profile_app = typer.Typer(help="Build and check alpha profiles (one alpha per decoder layer).", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def make_command(
     """Write a profile for a model: --uniform A, --paper [--alpha A --first N], --dense or --alphas LIST."""
     from sparseinfer_dse.errors import UserError
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile, ProfileError
+    from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
 
     chosen = [uniform is not None, paper, dense, alphas is not None]
     if sum(chosen) != 1:
@@ -62,7 +62,7 @@ def show_command(
 ) -> None:
     """Validate a profile (and optionally that it fits --model) and print it."""
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile, alphas_repr
+    from sparseinfer_dse.engine.profile import AlphaProfile, alphas_repr
 
     prof = AlphaProfile.load(path)
     if model is not None:

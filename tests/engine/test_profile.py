@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from sparseinfer_dse.models.identity import ModelIdentity
-from sparseinfer_dse.profiles import FORMAT, AlphaProfile, ProfileError, parse_alpha_list
+from sparseinfer_dse.engine.profile import FORMAT, AlphaProfile, ProfileError, parse_alpha_list
 
 IDENT = ModelIdentity("tiny", "sha256:abc", 4)
 

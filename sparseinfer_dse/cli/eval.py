@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sparseinfer_dse.atomic import write_text
-from sparseinfer_dse.cli_options import (
+from sparseinfer_dse.cli.options import (
     DecodeActivationOpt,
     DeviceOpt,
     DtypeOpt,
@@ -137,7 +137,7 @@ def eval_command(
 
     from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile, alphas_repr
+    from sparseinfer_dse.engine.profile import AlphaProfile, alphas_repr
 
     given = AlphaProfile.load(profile) if profile is not None else None  # a bad file fails before the model loads
     _say(f"model: loading {model}")

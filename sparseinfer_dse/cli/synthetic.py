@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sparseinfer_dse.cli_options import DtypeOpt
+from sparseinfer_dse.cli.options import DtypeOpt
 
 
 def synthetic_build_command(

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sparseinfer_dse.atomic import replaced, write_text
-from sparseinfer_dse.cli_options import (
+from sparseinfer_dse.cli.options import (
     DecodeActivationOpt,
     DeviceOpt,
     DtypeOpt,
@@ -50,8 +50,8 @@ def analyze_command(
     from sparseinfer_dse.engine.analysis import PredictorAnalysis
     from sparseinfer_dse.engine.analysis_plot import plot_layers
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.profiles import AlphaProfile, parse_alpha_list
-    from sparseinfer_dse.prompts import load_prompts
+    from sparseinfer_dse.engine.profile import AlphaProfile, parse_alpha_list
+    from sparseinfer_dse.data.prompts import load_prompts
 
     alpha_list = parse_alpha_list(alphas)
     texts = load_prompts(prompts, limit, data_dir)
