@@ -2,18 +2,21 @@
 
 lm-eval's `dataset_kwargs: data_files` needs a resolvable path, so the task YAML is written at
 run time, with the absolute path of the shipped JSONL, into a small cache directory;
-`task_include_path()` returns that directory for `TaskManager(include_path=...)`.
+`task_include_path()` returns that directory for `TaskManager(include_path=...)`. Running the
+task (`lm_eval_accuracy`) belongs to the training package, in the eval layer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
+
+from sparseinfer_dse.demo.shipped import heldout_path
+from sparseinfer_dse.errors import UserError
 
 TASK_NAME = "demo_arith"
 
@@ -95,12 +98,8 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def task_include_path(data_file: Optional[Path | str] = None) -> str:
     """Directory with `demo_arith.yaml` (default: the shipped held-out set), for lm-eval's TaskManager."""
-    from sparseinfer_dse.demo import heldout_path
-
     data = Path(data_file) if data_file is not None else heldout_path()
     if not data.is_file():
-        from sparseinfer_dse.errors import UserError
-
         raise UserError(f"demo_arith data file not found: {data}")
     text = task_yaml(data)
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -111,26 +110,5 @@ def task_include_path(data_file: Optional[Path | str] = None) -> str:
             return str(d)
         except OSError:
             continue
-    from sparseinfer_dse.errors import UserError
-
     raise UserError("cannot write the demo_arith task YAML to the cache or temp directory")
 
-
-def lm_eval_accuracy(model: Any, tokenizer: Any, *, limit: Optional[int] = None, batch_size: int = 16) -> dict:
-    """Run `demo_arith` through lm-eval (HFLM on the given model object); strict-match accuracy."""
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    tm = TaskManager(include_path=task_include_path(), include_defaults=False)
-    res = lm_eval.simple_evaluate(model=lm, tasks=[TASK_NAME], task_manager=tm, limit=limit,
-                                  num_fewshot=None, log_samples=False, bootstrap_iters=0)
-    r = res["results"][TASK_NAME]
-    acc = float(r["exact_match,strict-match"])
-    n = int(res["n-samples"][TASK_NAME]["effective"])
-    se = r.get("exact_match_stderr,strict-match")
-    if not isinstance(se, (int, float)):
-        se = math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else float("nan")
-    return {"accuracy": acc, "stderr": float(se), "n": n, "batch_size": batch_size,
-            "filter": "strict-match", "lm_eval": lm_eval.__version__}

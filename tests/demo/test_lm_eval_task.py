@@ -26,7 +26,7 @@ def test_task_yaml_is_usable_from_any_directory(tmp_path, monkeypatch):
 def test_lm_eval_matches_documented_accuracy(monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparseinfer_dse.demo.tasks import lm_eval_accuracy
+    from sparseinfer_dse.demo.train import lm_eval_accuracy
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
