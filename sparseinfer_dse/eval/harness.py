@@ -23,7 +23,8 @@ from typing import Any, Iterator, Optional, Sequence
 from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.demo import TASK_NAME, task_include_path
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, check_data_dir, lm_eval_tasks_dir, offline_task_dir
+from sparseinfer_dse.eval.offline_tasks import (builtin_offline_tasks, check_data_dir, lm_eval_tasks_dir,
+                                               offline_task_dir)
 
 DEFAULT_SEED = 1234
 # preferred primary metric per result row, first match wins

@@ -36,7 +36,8 @@ def test_gsm8k_from_another_folder(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     rows = [{"question": f" What is {i} + {i}? ", "answer": f"#### {2 * i}"} for i in range(3)]
     (tmp_path / "gsm8k" / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    assert load_prompts("gsm8k", 2, tmp_path) == ["Question: What is 0 + 0?\nAnswer:", "Question: What is 1 + 1?\nAnswer:"]
+    expected = ["Question: What is 0 + 0?\nAnswer:", "Question: What is 1 + 1?\nAnswer:"]
+    assert load_prompts("gsm8k", 2, tmp_path) == expected
     assert len(load_prompts("gsm8k", 10, str(tmp_path))) == 3
     (tmp_path / "gsm8k" / "test.jsonl").write_text(json.dumps(rows[0]) + "\n{\"answer\": 1}\n")
     _one_line_error("line 2 is not a GSM8K record", "gsm8k", 5, tmp_path)
@@ -51,7 +52,8 @@ def test_bbh_round_robin_over_the_shipped_tasks(tmp_path):
     assert got[:27] == [f"Q: {q}\nA:" for q in firsts]  # one example of every task before any second one
     assert got[27] == f"Q: {json.loads(files[0].read_text())['examples'][1]['input']}\nA:"
     (tmp_path / "bbh").mkdir()
-    (tmp_path / "bbh" / "a.json").write_text(json.dumps({"examples": [{"input": "a1"}, {"input": "a2"}, {"input": "a3"}]}))
+    a = {"examples": [{"input": "a1"}, {"input": "a2"}, {"input": "a3"}]}
+    (tmp_path / "bbh" / "a.json").write_text(json.dumps(a))
     (tmp_path / "bbh" / "b.json").write_text(json.dumps({"examples": [{"input": "b1"}]}))
     assert load_prompts("bbh", 10, tmp_path) == ["Q: a1\nA:", "Q: b1\nA:", "Q: a2\nA:", "Q: a3\nA:"]
     assert load_prompts("bbh", 2, tmp_path) == ["Q: a1\nA:", "Q: b1\nA:"]
