@@ -23,7 +23,11 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from sparseinfer_dse.eval.offline_tasks import cache_root
+from sparseinfer_dse.demo import TASK_NAME, heldout_path
+from sparseinfer_dse.engine.sparse_mlp import SparseInferMLP
+from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks, parse_tasks
+from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, cache_root, data_files_for, leaf_tasks
+from sparseinfer_dse.models.identity import config_hash
 
 SCHEMA = 1
 
@@ -83,18 +87,15 @@ def file_digest(path: Path) -> str:
 
 
 def task_data_digest(task: str, data_dir: Optional[Path | str]) -> str:
-    """Digest of the local files a task reads (gsm8k/bbh from data_dir, demo_arith's JSONL); 'hub' else."""
-    from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, data_files_for, leaf_tasks
-
+    """Digest of the local files a task reads (gsm8k/bbh from data_dir, default the shipped copy;
+    demo_arith's JSONL); 'hub' else."""
     files: list[Path] = []
-    if task == "demo_arith":
-        from sparseinfer_dse.demo import heldout_path
-
+    if task == TASK_NAME:
         files = [Path(heldout_path())]
-    elif data_dir is not None and task in builtin_offline_tasks():
+    elif task in builtin_offline_tasks():
         known = builtin_offline_tasks()
         for leaf in leaf_tasks(task):
-            files.extend(f for f in data_files_for(known[leaf], Path(data_dir)).values() if f.is_file())
+            files.extend(f for f in data_files_for(known[leaf], data_dir).values() if f.is_file())
     if not files:
         return "hub"
     parts = sorted(f"{f.name}:{file_digest(f)}" for f in set(files))
@@ -158,8 +159,6 @@ class ModelFacts:
     def of(cls, target: Any, tokenizer: Any = None, *, name: Optional[str] = None,
            decode_activation: Optional[str] = None) -> "ModelFacts":
         """From a LoadedModel (preferred: its identity), a SparsifiedModel or a transformers model."""
-        from sparseinfer_dse.models.identity import config_hash
-
         model = target if isinstance(target, torch.nn.Module) else target.model
         ident = getattr(target, "identity", None)
         spec = getattr(target, "spec", None)
@@ -239,12 +238,8 @@ def dense_baseline(target: Any, tokenizer: Any, tasks: Sequence[str] | str, limi
     model is already sparsified, is used with its engine switched off (the original MLPs run).
     Every row gets `cached: True/False` and `key` (the cache digest).
     """
-    from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks, parse_tasks
-
     names = parse_tasks(tasks)
     if handle is None:
-        from sparseinfer_dse.engine.sparse_mlp import SparseInferMLP
-
         model = target if isinstance(target, torch.nn.Module) else target.model
         if any(isinstance(m, SparseInferMLP) for m in model.modules()):
             raise ValueError("the model is sparsified: pass its SparsifiedModel as handle= so the baseline runs dense")

@@ -11,20 +11,22 @@ used (`use_cache=None`): its key has no model identity, so profiles would share 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from sparseinfer_dse.atomic import write_text
+from sparseinfer_dse.demo import TASK_NAME, task_include_path
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.eval.offline_tasks import (builtin_offline_tasks, check_data_dir, lm_eval_tasks_dir,
+                                               offline_task_dir)
 
 DEFAULT_SEED = 1234
-DEMO_TASK = "demo_arith"
 # preferred primary metric per result row, first match wins
 PRIMARY_METRICS = (
     "exact_match,strict-match",
@@ -48,48 +50,31 @@ def parse_tasks(text: str | Sequence[str]) -> list[str]:
     return out
 
 
-def _offline_env() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = None,
                        include_path: Sequence[Path | str] = ()) -> Any:
     """A TaskManager that knows every name in `tasks`, or a one-line UserError.
 
-    gsm8k*/bbh* names run from `data_dir` when given; `demo_arith` from the demo package; any other
-    name needs lm-eval's built-in index (about 12 s to build) and, usually, the hub.
+    gsm8k*/bbh* names run from `data_dir` (default: the shipped copy); `demo_arith` from the demo
+    package; any other name needs lm-eval's built-in index (about 12 s to build) and, usually, the hub.
     """
     from lm_eval.tasks import TaskManager
 
-    from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, check_data_dir, offline_task_dir
-
     paths: list[str] = [str(p) for p in include_path]
     offline_known: set[str] = set()
-    if DEMO_TASK in tasks:
-        from sparseinfer_dse.demo import task_include_path
-
+    if TASK_NAME in tasks:
         paths.append(task_include_path())
-        offline_known.add(DEMO_TASK)
+        offline_known.add(TASK_NAME)
     builtin = builtin_offline_tasks()
-    if data_dir is not None:
+    if data_dir is not None or any(t in builtin for t in tasks):
         check_data_dir(data_dir, tasks)
         paths.append(str(offline_task_dir(data_dir)))
         offline_known |= set(builtin)
-    else:
-        hub_only = [t for t in tasks if t in builtin]
-        if hub_only and _offline_env():
-            raise UserError(
-                f"{hub_only[0]} reads its documents from the Hugging Face hub, which is switched off here "
-                "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); pass --data-dir with gsm8k/ and bbh/ files (e.g. ../shared/data)"
-            )
     rest = [t for t in tasks if t not in offline_known]
     if rest:
         # building lm-eval's full index takes 12-30 s: first rule out names no task file mentions
         missing = _not_mentioned(rest, paths)
         if missing:
-            import difflib
-
-            near = difflib.get_close_matches(missing[0], sorted(set(builtin) | {DEMO_TASK}), n=3)
+            near = difflib.get_close_matches(missing[0], sorted(set(builtin) | {TASK_NAME}), n=3)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
             raise UserError(f"unknown lm-eval task {missing[0]!r}{hint}")
     need_defaults = bool(rest)
@@ -101,8 +86,6 @@ def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = No
     tm = TaskManager(include_path=paths or None, include_defaults=True)
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
-        import difflib
-
         near = difflib.get_close_matches(unknown[0], tm.all_tasks, n=3)
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"unknown lm-eval task {unknown[0]!r}{hint}")
@@ -111,8 +94,6 @@ def build_task_manager(tasks: Sequence[str], data_dir: Optional[Path | str] = No
 
 def _not_mentioned(names: Sequence[str], extra_dirs: Sequence[str]) -> list[str]:
     """Names that appear in no task YAML of lm-eval or of `extra_dirs` (so surely unknown)."""
-    from sparseinfer_dse.eval.offline_tasks import lm_eval_tasks_dir
-
     left = {n: n.encode() for n in names}
     for root in [lm_eval_tasks_dir(), *map(Path, extra_dirs)]:
         for f in root.glob("**/*.yaml"):
@@ -245,8 +226,8 @@ def _friendly(exc: BaseException, task: str) -> Optional[str]:
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
     if any(s in low for s in ("offline", "couldn't reach", "connection", "hub", "not find dataset", "datasetnotfound")):
-        return (f"task {task}: its data set could not be loaded ({text.splitlines()[0][:160]}); offline, pass "
-                "--data-dir (gsm8k/bbh) or a task whose data is local")
+        return (f"task {task}: its data set could not be loaded ({text.splitlines()[0][:160]}); offline, run "
+                "a task whose data is local (gsm8k*, bbh*, demo_arith)")
     return None
 
 

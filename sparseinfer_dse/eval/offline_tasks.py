@@ -1,7 +1,8 @@
 """Offline copies of lm-eval's GSM8K and BBH tasks: same prompts, filters and metrics, local data.
 
 lm-eval's built-in `gsm8k*` tasks read `openai/gsm8k` and the `bbh_*` tasks `SaylorTwift/bbh` from
-the Hugging Face hub. With a data folder laid out like `../shared/data`
+the Hugging Face hub. With a data folder laid out like the shipped copy (`sparseinfer_dse.data`,
+the default wherever a data folder is optional)
 
     DIR/gsm8k/train.jsonl  DIR/gsm8k/test.jsonl  DIR/bbh/<subtask>.json  ({"examples": [...]})
 
@@ -29,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
+import sparseinfer_dse.data
 from sparseinfer_dse.errors import UserError
 
 GENERATOR_VERSION = 1
@@ -138,8 +140,9 @@ def leaf_tasks(name: str) -> list[str]:
     return out
 
 
-def data_files_for(task: BuiltinTask, data_dir: Path) -> dict[str, Path]:
-    """The local files one leaf task reads, by split."""
+def data_files_for(task: BuiltinTask, data_dir: Optional[Path | str] = None) -> dict[str, Path]:
+    """The local files one leaf task reads, by split (`data_dir` None: the shipped copy)."""
+    data_dir = sparseinfer_dse.data.data_dir(data_dir)
     if task.source == "gsm8k":
         return {"train": data_dir / "gsm8k" / "train.jsonl", "test": data_dir / "gsm8k" / "test.jsonl"}
     return {"test": data_dir / "bbh" / f"{task.subset}.json"}
@@ -154,9 +157,10 @@ def _needed_splits(task: BuiltinTask) -> set[str]:
     return splits
 
 
-def check_data_dir(data_dir: Path | str, names: Iterable[str]) -> None:
-    """One-line UserError when a file the named offline tasks read is missing from `data_dir`."""
-    data_dir = Path(data_dir).expanduser()
+def check_data_dir(data_dir: Optional[Path | str], names: Iterable[str]) -> None:
+    """One-line UserError when a file the named offline tasks read is missing from `data_dir`
+    (None: the shipped copy)."""
+    data_dir = sparseinfer_dse.data.data_dir(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a directory")
     known = builtin_offline_tasks()
@@ -202,8 +206,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def offline_task_dir(data_dir: Path | str, out_root: Optional[Path | str] = None) -> Path:
-    """Write (or reuse) the offline task YAMLs for `data_dir`; returns the folder for include_path.
+def offline_task_dir(data_dir: Optional[Path | str] = None, out_root: Optional[Path | str] = None) -> Path:
+    """Write (or reuse) the offline task YAMLs for `data_dir` (None: the shipped copy); returns the
+    folder for include_path.
 
     The folder is `<cache>/lm_eval_tasks/<key>`, the key a hash of the data folder's absolute path,
     lm-eval's version and this generator's version. Only files whose data exist are written.
@@ -211,7 +216,7 @@ def offline_task_dir(data_dir: Path | str, out_root: Optional[Path | str] = None
     import lm_eval
     import yaml
 
-    data_dir = Path(data_dir).expanduser().resolve()
+    data_dir = sparseinfer_dse.data.data_dir(data_dir).resolve()
     if not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a directory")
     key_src = json.dumps([str(data_dir), lm_eval.__version__, GENERATOR_VERSION, str(lm_eval_tasks_dir())])

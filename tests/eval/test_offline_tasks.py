@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from sparseinfer_dse.data import DATA_DIR
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.harness import build_task_manager
 from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, leaf_tasks, offline_task_dir
@@ -125,10 +126,15 @@ def test_missing_data_files_are_one_line_errors(tmp_path, data_dir):
         build_task_manager(["gsm8k"], tmp_path / "nope")
 
 
-def test_hub_task_offline_without_data_dir_says_what_to_do(monkeypatch):
+def test_without_data_dir_the_shipped_copy_is_read_offline(monkeypatch):
+    # an absent --data-dir means the data shipped in sparseinfer_dse/data (no hub, no error)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(UserError, match="--data-dir"):
-        build_task_manager(["gsm8k"], None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tm = build_task_manager(["gsm8k"], None)
+    docs = list(tm.load(["gsm8k"])["tasks"]["gsm8k"].test_docs())
+    shipped = _jsonl(DATA_DIR / "gsm8k" / "test.jsonl")
+    assert len(docs) == len(shipped) and docs[-1]["question"] == shipped[-1]["question"]
+    assert offline_task_dir(None) == offline_task_dir(DATA_DIR)
 
 
 def test_unknown_task_is_a_one_line_error(data_dir):

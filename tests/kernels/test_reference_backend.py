@@ -1,4 +1,4 @@
-"""The torch reference backend against a literal float64 reading of DESIGN.md section 2."""
+"""The torch reference backend against a literal float64 reading of ARCHITECTURE.md, "The SparseInfer step"."""
 
 from __future__ import annotations
 
