@@ -7,7 +7,9 @@ the simulator also compile for real hardware (sm_80, sm_90).
 
 from __future__ import annotations
 
-from numba import types
+from numba import cuda, types
+
+from sparseinfer_kernels import cuda as kernels
 
 WEIGHT_TYPES = {"float32": types.float32, "float16": types.float16, "bfloat16": types.int16}
 
@@ -38,10 +40,6 @@ def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
 
 def compile_all(cc: tuple[int, int]) -> dict[str, str]:
     """PTX of every kernel and weight dtype for compute capability `cc`: {"name/dtype": ptx}."""
-    from numba import cuda
-
-    from sparseinfer_kernels import cuda as kernels
-
     if kernels.SIM:
         raise RuntimeError("compile_ptx needs the real numba-cuda target: unset NUMBA_ENABLE_CUDASIM")
     out = {}
@@ -54,8 +52,6 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
 
 
 if __name__ == "__main__":  # python -m sparseinfer_kernels.cuda_ptx
-    from numba import cuda
-
     print(f"implementation {cuda.implementation}")
     for cc in ((8, 0), (9, 0)):
         ptxs = compile_all(cc)

@@ -171,3 +171,28 @@ def test_the_checker_sees_cycles_and_upward_imports():
     assert _cycles({"a": {"b"}, "b": set()}) == []
     assert layer_of("sparseinfer_dse.search.driver") > layer_of("sparseinfer_dse.engine.sparsify")
     assert layer_of("sparseinfer_dse.demo.train") > layer_of("sparseinfer_dse.demo")
+
+
+# Function-level imports of the project's own modules: only the CLI defers them (it keeps `--help`
+# fast), and the kernel API imports a backend when asked for one (Numba and numba-cuda are heavy).
+LAZY_PROJECT_IMPORTS_ALLOWED = ("sparseinfer_dse.cli", "sparseinfer_kernels.api")
+
+
+def _function_level_project_imports(module: str) -> list[str]:
+    tree = ast.parse(MODULES[module].read_text())
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(tuple(SOURCES))):
+                    found.append(f"{MODULES[module].relative_to(ROOT)}:{node.lineno} {node.module}")
+                elif isinstance(node, ast.Import) and any(a.name.startswith(tuple(SOURCES)) for a in node.names):
+                    found.append(f"{MODULES[module].relative_to(ROOT)}:{node.lineno} {node.names[0].name}")
+    return found
+
+
+def test_project_modules_are_imported_at_module_level():
+    wrong = [hit for m in sorted(MODULES)
+             if not any(m == p or m.startswith(p + ".") for p in LAZY_PROJECT_IMPORTS_ALLOWED)
+             for hit in _function_level_project_imports(m)]
+    assert not wrong, "imports inside functions (move them to the top of the module):\n" + "\n".join(wrong)
