@@ -11,25 +11,28 @@ median over its median (also given paired: the median over runs of the dense/var
 same prompt in the same round).
 
 `measure_decode_latency(handle, tokenizer, prompts, tokens=N, repeats=R, variants=[...])` is the
-entry point; `prepare_workload` builds the prefill caches and token sequences once so a search can
-reuse them across profiles (prefill is dense, so it does not depend on the profile).
+entry point; `decode.prepare_workload` builds the prefill caches and token sequences once so a
+search can reuse them across profiles (prefill is dense, so it does not depend on the profile).
+`latency_table.format_table` prints a result.
 """
 
 from __future__ import annotations
 
-import copy
-import gc
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+import warnings
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
+from sparseinfer_dse.engine.decode import Workload, device_sync, prepare_workload, replay
+from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
+from sparseinfer_dse.engine.sparsify import SparsifiedModel
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.machine import thread_counts
+from sparseinfer_dse.models.discovery import decoder_layers
 
 # The four SparseInfer variants of the paper's Fig. 4 (kernel fusion x actual sparsity).
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -40,135 +43,6 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 MAIN_VARIANT = "kf+as"
 FIG4_LABELS = {"kf+as": "SparseInfer+KF+AS", "kf": "SparseInfer+KF", "as": "SparseInfer+AS", "plain": "SparseInfer"}
-
-# Used when no --data-dir is given: GSM8K-style questions written for this tool (not GSM8K items).
-BUILTIN_QUESTIONS = (
-    "A baker makes 48 muffins in the morning and 36 in the afternoon. She sells 5 boxes of 12 muffins. "
-    "How many muffins are left at the end of the day?",
-    "Tom reads 15 pages on Monday and twice as many pages on Tuesday. His book has 120 pages. How many "
-    "pages does he still have to read?",
-    "A farmer has 3 fields with 24 rows of corn each. Every row gives 9 ears of corn. He sells the corn "
-    "for $2 per dozen ears. How much money does he make?",
-    "Maria buys 4 notebooks at $3 each and 2 pens at $1.50 each. She pays with a $20 bill. How much "
-    "change does she get?",
-    "A train travels 60 miles per hour for 2.5 hours and then 45 miles per hour for 2 hours. How many "
-    "miles does it travel in total?",
-    "A school has 540 students. One third of them take the bus, and one quarter of the rest walk. How "
-    "many students neither take the bus nor walk?",
-    "Sam saves $15 every week. After 8 weeks he spends $45 on a game and $20 on a book. How much money "
-    "does he have left?",
-    "A rectangle garden is 12 meters long and 8 meters wide. A fence costs $7 per meter. How much does "
-    "it cost to fence the whole garden?",
-)
-
-
-def gsm8k_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
-    """The first `n` GSM8K test questions from DATA_DIR/gsm8k/test.jsonl, or the built-in ones."""
-    from sparseinfer_dse.data.prompts import format_question, load_prompts
-
-    if n < 1:
-        raise UserError("--prompts must be at least 1")
-    if data_dir is None:
-        prompts = [format_question(q) for q in BUILTIN_QUESTIONS[:n]]
-    else:
-        prompts = load_prompts("gsm8k", n, Path(data_dir))
-    if len(prompts) < n:
-        raise UserError(f"only {len(prompts)} prompts available, --prompts {n} asked for")
-    return prompts
-
-
-def device_sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@dataclass
-class PromptRun:
-    """One prompt: its ids, the KV cache after the dense prefill, and the tokens decoded after it."""
-
-    prompt: str
-    input_ids: torch.Tensor  # (1, T)
-    cache: Any
-    tokens: torch.Tensor  # (N,) fed one per decode step; tokens[0] is the prefill's greedy token
-
-
-@dataclass
-class Workload:
-    runs: list[PromptRun]
-    tokens: int
-    device: torch.device
-    prefill_s: list[float] = field(default_factory=list)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _step(model: nn.Module, token: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-    out = model(input_ids=token.view(1, 1), past_key_values=cache, use_cache=True)
-    return out.logits[0, -1], out.past_key_values
-
-
-@torch.inference_mode()
-def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], tokens: int,
-                     handle: Any = None) -> Workload:
-    """Prefill every prompt (dense) and fix the `tokens` token ids each decode run will be fed: the
-    model's dense greedy continuation. With a handle, decoding runs dense (`enabled=False`) here."""
-    if tokens < 1:
-        raise UserError("--tokens must be at least 1")
-    device = _model_device(model)
-    runs, prefill_s = [], []
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-        device_sync(device)
-        t0 = time.perf_counter()
-        out = model(input_ids=ids, use_cache=True)
-        device_sync(device)
-        prefill_s.append(time.perf_counter() - t0)
-        cache = out.past_key_values
-        seq = [out.logits[0, -1].argmax()]
-        work = copy.deepcopy(cache)
-        ctx = handle.options_set(enabled=False) if handle is not None else _nullcontext()
-        with ctx:
-            for _ in range(tokens - 1):
-                logits, work = _step(model, seq[-1], work)
-                seq.append(logits.argmax())
-        runs.append(PromptRun(prompt, ids, cache, torch.stack(seq)))
-    return Workload(runs, tokens, device, prefill_s)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-@torch.inference_mode()
-def _decode(model: nn.Module, run: PromptRun, device: torch.device) -> tuple[list[float], int]:
-    """Decode run.tokens teacher-forced from a copy of the prefill cache: (ms per step, top-1 hits).
-
-    A hit is a step whose argmax equals the next token of the dense greedy sequence (the last step has
-    no next token and is not counted)."""
-    cache = copy.deepcopy(run.cache)
-    toks = run.tokens
-    times, hits = [], 0
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(toks.shape[0]):
-            device_sync(device)
-            t0 = time.perf_counter()
-            logits, cache = _step(model, toks[i], cache)
-            device_sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-            if i + 1 < toks.shape[0]:
-                hits += int(logits.argmax() == toks[i + 1])
-    finally:
-        if gc_was:
-            gc.enable()
-    return times, hits
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
@@ -208,10 +82,6 @@ def _apply(handle: Any, name: str) -> None:
         handle.configure(enabled=True, predict=True, **VARIANTS[name])
 
 
-def _stats_snapshot(handle: Any) -> list[tuple[int, int, int, int]]:
-    return [(l.stats.tokens, l.stats.predicted_sparse, l.stats.actual_sparse, l.stats.rows_computed) for l in handle.layers]
-
-
 def _collect_layers(handle: Any, model: nn.Module, workload: Workload, variant: str) -> list[dict[str, Any]]:
     """One untimed decode of every prompt with counters: per layer, the sparsity at the profile
     (predicted, extra caught by AS, rows skipped) and the ReLU sparsity itself (no prediction)."""
@@ -220,21 +90,17 @@ def _collect_layers(handle: Any, model: nn.Module, workload: Workload, variant: 
     ]
     for mode, switches in (("profile", {**VARIANTS[variant], "predict": True}),
                            ("relu", {"fused": True, "actual_sparsity": True, "predict": False})):
-        before = _stats_snapshot(handle)
+        before = [l.stats.counts.copy() for l in handle.layers]
         with handle.options_set(enabled=True, collect=True, **switches):
             for run in workload.runs:
-                _decode(model, run, workload.device)
-        after = _stats_snapshot(handle)
-        for row, b, a, layer in zip(out, before, after, handle.layers):
-            tok, pred, act, comp = (a[i] - b[i] for i in range(4))
-            rows = max(tok * layer.k, 1)
-            if mode == "relu":
-                row["relu_sparsity"] = act / rows
-            elif tok == 0:  # alpha None: the layer ran its dense module, nothing skipped
-                row.update(tokens=0, predicted_sparsity=0.0, actual_sparsity=0.0, skipped=0.0)
-            else:
-                row.update(tokens=tok, predicted_sparsity=pred / rows, actual_sparsity=act / rows,
-                           skipped=1.0 - comp / rows)
+                replay(model, run, workload.device)
+        for row, b, layer in zip(out, before, handle.layers):
+            f = layer.stats.counts.minus(b).fractions()
+            if mode == "relu":  # no prediction: every zero row is caught by actual sparsity
+                row["relu_sparsity"] = f.get("actual_sparsity", 0.0)
+            else:  # alpha None: the layer ran its dense module, no kernel counted anything (all 0)
+                row.update(tokens=f["tokens"], predicted_sparsity=f["predicted_sparsity"],
+                           actual_sparsity=f.get("actual_sparsity", 0.0), skipped=f.get("skipped", 0.0))
     return out
 
 
@@ -255,8 +121,6 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     the settings. The handle's options are restored on return. With the numba-cpu backend run the
     process with OMP_WAIT_POLICY=PASSIVE (see `sparseinfer_dse.openmp`).
     """
-    from sparseinfer_dse.engine.sparsify import SparsifiedModel
-
     handle = target if isinstance(target, SparsifiedModel) else None
     model = handle.model if handle is not None else target
     if handle is not None and not handle.layers:
@@ -274,8 +138,6 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
         workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle)
     device = workload.device
     if handle is not None and handle.backend == "numba-cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        import warnings
-
         warnings.warn("OMP_WAIT_POLICY is not PASSIVE: torch's and Numba's OpenMP threads spin after each parallel "
                       "region and slow each other down; start Python with OMP_WAIT_POLICY=PASSIVE", stacklevel=2)
     names = (["dense"] if include_dense else []) + list(variants)
@@ -298,7 +160,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
             for name in names:
                 if handle is not None:
                     _apply(handle, name)
-                _decode(model, workload.runs[0], device)
+                replay(model, workload.runs[0], device)
                 if bar:
                     bar.update()
         slot = 0
@@ -308,7 +170,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
                 for name in names[shift:] + names[:shift]:
                     if handle is not None:
                         _apply(handle, name)
-                    ms, h = _decode(model, run, device)
+                    ms, h = replay(model, run, device)
                     times[name].extend(ms)
                     run_means[name].append(statistics.fmean(ms))
                     hits[name] += h
@@ -369,8 +231,6 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
 def _mlp_pass(handle: Any, model: nn.Module, workload: Workload, variant: Optional[str]) -> dict[str, Any]:
     """Time the MLP modules with hooks during one extra decode of every prompt, dense and (with a
     handle) sparse: MLP ms per token and its share of the step (the step time of this same pass)."""
-    from sparseinfer_dse.models.discovery import decoder_layers
-
     mods = [layer.mlp for layer in decoder_layers(model)]
     out: dict[str, Any] = {}
     modes = [("dense", "dense")] + ([("sparse", variant)] if (handle is not None and variant) else [])
@@ -381,7 +241,7 @@ def _mlp_pass(handle: Any, model: nn.Module, workload: Workload, variant: Option
         step_ms, n = 0.0, 0
         try:
             for run in workload.runs:
-                ms, _ = _decode(model, run, workload.device)
+                ms, _ = replay(model, run, workload.device)
                 step_ms += sum(ms)
                 n += len(ms)
         finally:
@@ -393,66 +253,8 @@ def _mlp_pass(handle: Any, model: nn.Module, workload: Workload, variant: Option
     return out
 
 
-def thread_counts() -> dict[str, Optional[int]]:
-    try:
-        import numba
-
-        nb: Optional[int] = numba.get_num_threads()
-    except ImportError:  # pragma: no cover - numba is a dependency
-        nb = None
-    return {"torch": torch.get_num_threads(), "numba": nb}
-
-
-def set_threads(n: int) -> None:
-    """torch and Numba thread counts (Numba's cannot exceed NUMBA_NUM_THREADS, set at import)."""
-    import numba
-
-    if n < 1:
-        raise UserError("--threads must be at least 1")
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"--threads {n} exceeds Numba's maximum here ({numba.config.NUMBA_NUM_THREADS}; "
-                        "set NUMBA_NUM_THREADS before starting to raise it)")
-    # Numba first: starting its OpenMP pool can reset the OpenMP thread count torch reads when both
-    # share one libgomp, so torch's setting has to come after.
-    numba.set_num_threads(n)
-    torch.set_num_threads(n)
-
-
 def _profile_info(handle: Any) -> Optional[dict[str, Any]]:
     if handle is None or handle.profile is None:
         return None
     p = handle.profile
     return {"name": p.name, "alphas": list(p.alphas)}
-
-
-def format_table(res: dict[str, Any]) -> str:
-    """A plain-text table of a `measure_decode_latency` result."""
-    lines = [f"{'run':<20} {'ms/token':>9} {'p10':>8} {'p90':>8} {'tok/s':>7} {'speedup':>8} {'paired':>7} {'top1':>5}"]
-
-    def row(label: str, s: dict[str, Any]) -> str:
-        sp = f"{s['speedup']:.2f}x" if "speedup" in s else "1.00x"
-        pr = f"{s['speedup_paired']:.2f}x" if "speedup_paired" in s else ""
-        t1 = f"{s['top1_agreement']:.2f}" if s.get("top1_agreement") is not None else ""
-        return (f"{label:<20} {s['ms_per_token']:>9.2f} {s['p10_ms']:>8.2f} {s['p90_ms']:>8.2f} "
-                f"{s['tokens_per_s']:>7.2f} {sp:>8} {pr:>7} {t1:>5}")
-
-    if res.get("dense"):
-        lines.append(row("dense", res["dense"]))
-    for name, s in res["variants"].items():
-        lines.append(row(FIG4_LABELS[name], s))
-    if "dense_mlp_ms_per_token" in res:
-        lines.append("")
-        lines.append(f"MLP share of the dense step: {res['dense_mlp_share']:.1%} "
-                     f"({res['dense_mlp_ms_per_token']:.2f} of {res['dense_step_ms_per_token_hooked']:.2f} ms/token)")
-        if "sparse_mlp_ms_per_token" in res:
-            lines.append(f"MLP in the sparse step ({res.get('sparse_variant')}): {res['sparse_mlp_ms_per_token']:.2f} ms/token "
-                         f"({res['sparse_mlp_share']:.1%} of {res['sparse_step_ms_per_token_hooked']:.2f}); "
-                         f"MLP speedup {res['dense_mlp_ms_per_token'] / res['sparse_mlp_ms_per_token']:.2f}x")
-    if res.get("layers"):
-        lines.append("")
-        lines.append(f"{'layer':>5} {'alpha':>6} {'relu':>6} {'pred':>6} {'+AS':>6} {'skipped':>8}")
-        for l in res["layers"]:
-            a = "dense" if l["alpha"] is None else f"{l['alpha']:.2f}"
-            lines.append(f"{l['layer']:>5} {a:>6} {l['relu_sparsity']:>6.1%} {l['predicted_sparsity']:>6.1%} "
-                         f"{l['actual_sparsity']:>6.1%} {l['skipped']:>8.1%}")
-    return "\n".join(lines)

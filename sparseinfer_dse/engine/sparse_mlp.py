@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from sparseinfer_dse.engine.layer_stats import LayerCounts
+
 
 @dataclass
 class EngineOptions:
@@ -28,12 +30,9 @@ class EngineOptions:
 
 @dataclass
 class LayerStats:
-    """Counts over the decode calls of one layer: tokens seen and rows by fate (summed over tokens)."""
+    """One layer's calls by kind, and its kernel counters over the decode calls (when collected)."""
 
-    tokens: int = 0
-    predicted_sparse: int = 0
-    actual_sparse: int = 0
-    rows_computed: int = 0
+    counts: LayerCounts
     calls: dict[str, int] = field(default_factory=lambda: {"prefill": 0, "decode_dense": 0, "decode_sparse": 0})
 
 
@@ -49,7 +48,7 @@ class SparseInferMLP(nn.Module):
         self.threshold = threshold
         self.decode_relu = decode_relu
         self.options = options
-        self.stats = LayerStats()
+        self.stats = LayerStats(LayerCounts(prep.k))
         self.observer: Optional[Callable[["SparseInferMLP", torch.Tensor, Any], None]] = None
 
     @property
@@ -85,11 +84,7 @@ class SparseInferMLP(nn.Module):
             return_mask=self.observer is not None,
         )
         if want:
-            c = res.counters
-            self.stats.tokens += x2.shape[0]
-            self.stats.predicted_sparse += int(c.predicted_sparse.sum())
-            self.stats.actual_sparse += int(c.actual_sparse.sum())
-            self.stats.rows_computed += int(c.rows_computed.sum())
+            self.stats.counts.add_kernel(x2.shape[0], res.counters)
         if self.observer is not None:
             self.observer(self, x2, res)
         return res.y.view_as(x)

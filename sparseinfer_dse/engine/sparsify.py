@@ -12,19 +12,19 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from sparseinfer_dse.engine.layer_stats import LayerCounts
+from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
+from sparseinfer_dse.engine.sparse_mlp import EngineOptions, LayerStats, SparseInferMLP
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.engine.sparse_mlp import EngineOptions, SparseInferMLP
 from sparseinfer_dse.models.applicability import require_applicable
 from sparseinfer_dse.models.discovery import decoder_layers, discover_mlps
-from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
+from sparseinfer_kernels.api import BACKENDS, available_backends, get_backend
 
-BACKEND_CHOICES = ("auto", "numba-cuda", "numba-cpu", "torch")
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def choose_backend(name: str, device: torch.device) -> str:
     """Resolve `auto` to the fastest backend that can run on `device`; refuse impossible pairs."""
-    from sparseinfer_kernels.api import available_backends
-
     avail = available_backends()
     if name == "auto":
         if device.type == "cuda":
@@ -86,25 +86,22 @@ class SparsifiedModel:
             self.configure(**old)
 
     def reset_stats(self) -> None:
-        from sparseinfer_dse.engine.sparse_mlp import LayerStats
-
         for layer in self.layers:
-            layer.stats = LayerStats()
+            layer.stats = LayerStats(LayerCounts(layer.k))
 
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per layer: alpha, decode tokens counted, predicted / actual / total sparsity fractions."""
         out = []
         for layer in self.layers:
-            s = layer.stats
-            rows = max(s.tokens * layer.k, 1)
+            f = layer.stats.counts.fractions()
             out.append({
                 "layer": layer.index,
                 "alpha": layer.alpha,
-                "tokens": s.tokens,
-                "predicted_sparsity": s.predicted_sparse / rows,
-                "actual_sparsity": s.actual_sparse / rows,
-                "skipped": 1.0 - s.rows_computed / rows if s.tokens else 0.0,
-                "calls": dict(s.calls),
+                "tokens": f["tokens"],
+                "predicted_sparsity": f["predicted_sparsity"],
+                "actual_sparsity": f.get("actual_sparsity", 0.0),
+                "skipped": f.get("skipped", 0.0),
+                "calls": dict(layer.stats.calls),
             })
         return out
 
@@ -131,8 +128,6 @@ def sparsify(target: Any, profile: Union[AlphaProfile, Sequence[Optional[float]]
     `profile` gives one alpha per layer (None = dense layer); default uniform 1.00. SiLU/GELU models
     need `decode_activation="relu"` (it changes the model, so it is never implied).
     """
-    from sparseinfer_kernels.api import get_backend
-
     identity = getattr(target, "identity", None)
     if identity is not None:  # a LoadedModel
         model, mlps = target.model, target.mlps

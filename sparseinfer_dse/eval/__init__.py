@@ -7,6 +7,7 @@ Public API (imported lazily, so `import sparseinfer_dse.eval` stays cheap):
 * `dense_baseline(loaded, tokenizer, tasks, ..., handle=...)` -> same rows, cached on disk  (baseline_cache)
 * `DenseReference.build(handle, tokenizer, calibration)` and
   `proxy_metrics(handle, tokenizer, reference, profile=...)` -> {kl, top1, nll, n_tokens, ...}  (proxy)
+* `load_calibration(spec, data_dir=..., model_name=...)`: the proxy's calibration text  (calibration)
 * `offline_task_dir(data_dir)`: lm-eval task YAMLs for GSM8K/BBH read from local files  (offline_tasks)
 """
 
@@ -24,12 +25,12 @@ _EXPORTS = {
     "ModelFacts": "baseline_cache",
     "baseline_key": "baseline_cache",
     "DenseReference": "proxy",
-    "Calibration": "proxy",
     "proxy_metrics": "proxy",
-    "load_calibration": "proxy",
-    "gsm8k_calibration": "proxy",
-    "demo_calibration": "proxy",
-    "file_calibration": "proxy",
+    "Calibration": "calibration",
+    "load_calibration": "calibration",
+    "gsm8k_calibration": "calibration",
+    "demo_calibration": "calibration",
+    "file_calibration": "calibration",
     "offline_task_dir": "offline_tasks",
 }
 

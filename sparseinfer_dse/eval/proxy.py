@@ -1,6 +1,7 @@
 """Fidelity proxies: how far a sparse profile moves the model's next-token distributions.
 
-On calibration text (prompt + reference continuation), teacher-forced:
+On calibration text (prompt + reference continuation, from `eval.calibration`), teacher-forced
+with `engine.decode.teacher_forced`:
 
 * the prompt runs as one prefill pass (dense, as in real decoding);
 * the continuation tokens are then fed one at a time with the KV cache, so every continuation
@@ -23,203 +24,25 @@ trial only runs the sparse pass: `proxy_metrics(handle, tok, reference)`.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 import torch
 
-from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.eval.harness import _model_of
+from sparseinfer_dse.engine.decode import dense, model_of, pad_id, teacher_forced
+from sparseinfer_dse.eval.calibration import (
+    DEFAULT_MAX_CONTINUATION_TOKENS,
+    DEFAULT_MAX_PROMPT_TOKENS,
+    Calibration,
+    encode_calibration,
+)
 
-DEFAULT_SAMPLES = 32
-DEFAULT_MAX_PROMPT_TOKENS = 384
-DEFAULT_MAX_CONTINUATION_TOKENS = 64
 # reference log-probs above this many bytes are kept in float16 (KL stays exact for dense vs dense:
 # the sparse side is rounded the same way before comparing)
 _FP32_LIMIT_BYTES = 1 << 30
-
-
-# ---------------------------------------------------------------------------------------------
-# calibration text
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Calibration samples: (prompt, reference continuation) strings."""
-
-    name: str
-    samples: tuple[tuple[str, str], ...]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-
-def gsm8k_calibration(data_dir: Path | str, n: int = DEFAULT_SAMPLES, split: str = "train") -> Calibration:
-    """GSM8K questions with their reference answers, formatted like lm-eval's gsm8k task."""
-    path = Path(data_dir).expanduser() / "gsm8k" / f"{split}.jsonl"
-    if not path.is_file():
-        raise UserError(f"calibration needs {path} (--data-dir must hold gsm8k/{split}.jsonl)")
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if len(out) >= n:
-                break
-            if line.strip():
-                row = json.loads(line)
-                out.append((f"Question: {row['question']}\nAnswer:", " " + row["answer"]))
-    return Calibration(f"gsm8k-{split}[:{len(out)}]", tuple(out))
-
-
-def demo_calibration(n: int = DEFAULT_SAMPLES, seed: int = 4242) -> Calibration:
-    """The demo model's own kind of problems, from its training distribution (never held-out ones)."""
-    from sparseinfer_dse.demo import data as D
-
-    probs = D.train_problems(seed, n)
-    return Calibration(f"demo-train[seed={seed},n={n}]", tuple((D.format_prompt(p.question), " " + p.answer) for p in probs))
-
-
-def file_calibration(path: Path | str, n: int = DEFAULT_SAMPLES) -> Calibration:
-    """A JSONL file (rows with prompt/continuation, question/answer or input/target) or plain text.
-
-    Plain text is cut into paragraphs (blank lines); each paragraph's first half is the prompt and
-    its second half (split at a space) the continuation.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"calibration file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    pairs: list[tuple[str, str]] = []
-    if path.suffix == ".jsonl":
-        for i, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for a, b in (("prompt", "continuation"), ("question", "answer"), ("input", "target")):
-                if a in row and b in row:
-                    sep = "" if b == "continuation" else " "
-                    prompt = f"Question: {row[a]}\nAnswer:" if a == "question" else str(row[a])
-                    pairs.append((prompt, sep + str(row[b])))
-                    break
-            else:
-                if "text" in row:
-                    pairs.append(_halves(str(row["text"])))
-                else:
-                    raise UserError(f"{path}:{i + 1}: a row needs prompt+continuation, question+answer, input+target or text")
-    else:
-        for para in (p.strip() for p in text.split("\n\n")):
-            if len(para.split()) >= 4:
-                pairs.append(_halves(para))
-    if not pairs:
-        raise UserError(f"{path}: no calibration samples found")
-    return Calibration(f"file:{path.name}[:{min(n, len(pairs))}]", tuple(pairs[:n]))
-
-
-def _halves(text: str) -> tuple[str, str]:
-    mid = len(text) // 2
-    cut = text.rfind(" ", 0, mid)
-    cut = cut if cut > 0 else mid
-    return text[:cut], text[cut:]
-
-
-def load_calibration(spec: Optional[str], *, data_dir: Optional[Path | str] = None, model_name: str = "",
-                     n: int = DEFAULT_SAMPLES) -> Calibration:
-    """`gsm8k` (needs data_dir), `demo`, a file path, or None: demo for the demo model, else gsm8k."""
-    if spec is None:
-        if model_name == "demo":
-            spec = "demo"
-        elif data_dir is not None:
-            spec = "gsm8k"
-        else:
-            raise UserError("--proxy needs calibration text: --calibration FILE, or --data-dir for GSM8K, or demo")
-    if spec == "demo":
-        return demo_calibration(n)
-    if spec == "gsm8k":
-        if data_dir is None:
-            raise UserError("--calibration gsm8k needs --data-dir (a folder with gsm8k/train.jsonl)")
-        return gsm8k_calibration(data_dir, n)
-    return file_calibration(spec, n)
-
-
-# ---------------------------------------------------------------------------------------------
-# tokenizing
-
-
-def _encode(tokenizer: Any, prompt: str, cont: str, max_prompt: int, max_cont: int) -> tuple[list[int], list[int]]:
-    p = list(tokenizer(prompt)["input_ids"])
-    full = list(tokenizer(prompt + cont)["input_ids"])
-    if full[: len(p)] == p and len(full) > len(p):
-        c = full[len(p):]
-    else:  # the joint tokenization merged across the boundary: encode the continuation alone
-        c = list(tokenizer(cont, add_special_tokens=False)["input_ids"])
-    return p[-max_prompt:], c[:max_cont]
-
-
-def encode_calibration(tokenizer: Any, calibration: Calibration, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-                       max_continuation_tokens: int = DEFAULT_MAX_CONTINUATION_TOKENS,
-                       max_length: Optional[int] = None) -> list[tuple[list[int], list[int]]]:
-    out = []
-    for prompt, cont in calibration.samples:
-        p, c = _encode(tokenizer, prompt, cont, max_prompt_tokens, max_continuation_tokens)
-        if max_length is not None and len(p) + len(c) > max_length:
-            p = p[-max(1, max_length - len(c)):]
-            c = c[: max_length - len(p)]
-        if len(p) >= 1 and len(c) >= 2:  # need at least one decode-step prediction
-            out.append((p, c))
-    if not out:
-        raise UserError(f"calibration {calibration.name}: no sample has a continuation of 2 or more tokens")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the teacher-forced, step-by-step pass
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for attr in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        v = getattr(tokenizer, attr, None)
-        if v is not None:
-            return int(v)
-    return 0
-
-
-@torch.no_grad()
-def _stepwise(model: torch.nn.Module, batch: Sequence[tuple[list[int], list[int]]], pad_id: int,
-              consume: Callable[[int, int, torch.Tensor], None]) -> None:
-    """Prefill the prompts (left-padded), then feed continuation tokens one per decode step.
-
-    After feeding c_t (t = 0..L-2) the model's log-probs for c_{t+1} are passed to
-    consume(sample_index_in_batch, t, logprobs[V]) for every sample that has a c_{t+1}.
-    """
-    device = next(model.parameters()).device
-    B = len(batch)
-    P = max(len(p) for p, _ in batch)
-    ids = torch.full((B, P), pad_id, dtype=torch.long)
-    attn = torch.zeros((B, P), dtype=torch.long)
-    for i, (p, _) in enumerate(batch):
-        ids[i, P - len(p):] = torch.tensor(p)
-        attn[i, P - len(p):] = 1
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    ids, attn, pos = ids.to(device), attn.to(device), pos.to(device)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-    cache = out.past_key_values
-    next_pos = attn.sum(-1)
-    L = max(len(c) for _, c in batch)
-    for t in range(L - 1):
-        valid = torch.tensor([t < len(c) - 1 for _, c in batch], dtype=torch.long, device=device)
-        tok = torch.tensor([[c[t] if t < len(c) - 1 else pad_id] for _, c in batch], dtype=torch.long, device=device)
-        attn = torch.cat([attn, valid[:, None]], dim=1)
-        out = model(input_ids=tok, attention_mask=attn, position_ids=next_pos[:, None], past_key_values=cache,
-                    use_cache=True)
-        cache = out.past_key_values
-        next_pos = next_pos + 1
-        logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        for i in range(B):
-            if valid[i]:
-                consume(i, t, logp[i])
 
 
 def _batches(n: int, size: int) -> Iterable[range]:
@@ -255,30 +78,27 @@ class DenseReference:
               max_continuation_tokens: int = DEFAULT_MAX_CONTINUATION_TOKENS,
               store_dtype: Optional[torch.dtype] = None, progress: bool = False) -> "DenseReference":
         """Run the dense model (a SparsifiedModel with its engine switched off) over the calibration set."""
-        from contextlib import nullcontext
-
-        model = _model_of(handle_or_model)
+        model = model_of(handle_or_model)
         max_len = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         samples = encode_calibration(tokenizer, calibration, max_prompt_tokens, max_continuation_tokens, max_len)
         vocab = int(model.get_output_embeddings().weight.shape[0])
         n_pos = sum(len(c) - 1 for _, c in samples)
         if store_dtype is None:
             store_dtype = torch.float32 if n_pos * vocab * 4 <= _FP32_LIMIT_BYTES else torch.float16
-        pad = _pad_id(tokenizer)
+        pad = pad_id(tokenizer)
         logprobs: list[Optional[torch.Tensor]] = [None] * len(samples)
         for i, (_, c) in enumerate(samples):
             logprobs[i] = torch.empty((len(c) - 1, vocab), dtype=store_dtype)
-        switch = handle_or_model.options_set(enabled=False) if hasattr(handle_or_model, "options_set") else nullcontext()
         t0 = time.perf_counter()
         bar = _bar(len(samples), "proxy: dense reference", progress)
-        with switch:
+        with dense(handle_or_model):
             for rows in _batches(len(samples), batch_size):
                 batch = [samples[r] for r in rows]
 
                 def keep(i: int, t: int, lp: torch.Tensor, rows=rows) -> None:
                     logprobs[rows[i]][t] = lp.to("cpu", store_dtype)
 
-                _stepwise(model, batch, pad, keep)
+                teacher_forced(model, batch, pad, keep)
                 bar.update(len(batch))
         bar.close()
         secs = time.perf_counter() - t0
@@ -321,7 +141,7 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
     """
     ref = calibration if isinstance(calibration, DenseReference) else DenseReference.build(
         handle, tokenizer, calibration, batch_size=batch_size or 8, progress=progress, **reference_kwargs)
-    model = _model_of(handle)
+    model = model_of(handle)
     bs = batch_size or ref.batch_size
     old_profile = getattr(handle, "profile", None)
     if profile is not None:
@@ -348,7 +168,7 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
                 acc["top1"] += int(int(q.argmax()) == int(p_log.argmax()))
                 acc["nll"] -= float(q[ref.samples[s_idx][1][t + 1]])
 
-            _stepwise(model, batch, ref.pad_id, score)
+            teacher_forced(model, batch, ref.pad_id, score)
             kl_sum += acc["kl"]
             top1 += acc["top1"]
             nll_sum += acc["nll"]

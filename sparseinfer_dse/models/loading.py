@@ -1,4 +1,5 @@
-"""Load a model from `--model`: a local HF directory, a GGUF file, a cached hub id, or `demo`.
+"""Load a model from `--model`: a local HF directory, a GGUF file, a cached hub id, `demo`, or a
+synthetic name (`synthetic-7b:L2`, built in memory by `models.synthetic`).
 
 ProSparse checkpoints (`model_type: sparsellama`, `hidden_act: fatrelu`) load as Llama models with
 a FATReLU activation, without `trust_remote_code`.
@@ -15,10 +16,12 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from sparseinfer_dse.demo import checkpoint_dir
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.activations import FATReLU, Activation
-from sparseinfer_dse.models.discovery import GatedMLP, discover_mlps
+from sparseinfer_dse.models.discovery import GatedMLP, decoder_layers, discover_mlps
 from sparseinfer_dse.models.identity import ModelIdentity, config_hash
+from sparseinfer_dse.models.synthetic import build_synthetic, build_tokenizer, is_synthetic_name, synthetic_config
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DECODE_ACTIVATIONS = ("relu",)
@@ -94,15 +97,10 @@ def _hub_cached(repo_id: str) -> bool:
 def resolve_source(spec: ModelSpec) -> Source:
     """Turn `--model` (+ `--gguf-file`) into a Source, or a one-line error saying what is wrong."""
     if spec.model == "demo":
-        from sparseinfer_dse.demo import checkpoint_dir
-
         return Source("demo", str(checkpoint_dir()))
     p = Path(spec.model).expanduser()
-    if not p.exists():
-        from sparseinfer_dse.models.synthetic import is_synthetic_name
-
-        if is_synthetic_name(spec.model):
-            return Source("synthetic", spec.model)
+    if not p.exists() and is_synthetic_name(spec.model):
+        return Source("synthetic", spec.model)
     if p.is_file():
         if p.suffix != ".gguf":
             raise UserError(f"{p} is a file but not a .gguf checkpoint; pass a model directory or a .gguf file")
@@ -146,8 +144,6 @@ def load_config(source: Source) -> tuple[Any, Optional[float]]:
     from transformers import AutoConfig, LlamaConfig
 
     if source.kind == "synthetic":
-        from sparseinfer_dse.models.synthetic import synthetic_config
-
         return synthetic_config(source.path), None
     raw = _read_raw_config(source)
     if _is_fatrelu(raw):
@@ -169,8 +165,6 @@ def load_config(source: Source) -> tuple[Any, Optional[float]]:
 
 
 def _apply_fatrelu(mlps_owner: nn.Module, threshold: float) -> None:
-    from sparseinfer_dse.models.discovery import decoder_layers
-
     for layer in decoder_layers(mlps_owner):
         layer.mlp.act_fn = FATReLU(threshold)
 
@@ -185,12 +179,15 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype)
     config, threshold = load_config(source)
-    tok = None
+    tok, notes = None, []
+    if source.kind == "synthetic":
+        if spec.gguf_file:
+            raise UserError("--gguf-file does not apply to a synthetic model")
+        dtype = torch.float32 if dtype == "auto" else dtype
+        notes.append("synthetic random weights (seed 0), not a trained model")
     if weights and source.kind == "synthetic":
-        from sparseinfer_dse.models.synthetic import build_synthetic
-
-        model, tok = build_synthetic(source.path, dtype=torch.float32 if dtype == "auto" else dtype)
-        model = model.to(device).eval()
+        model, tok = build_synthetic(source.path, dtype=dtype)
+        model, config = model.to(device).eval(), model.config
     elif weights:
         kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "config": config}
         if source.gguf_file:
@@ -210,15 +207,13 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
     identity = ModelIdentity(spec.model, config_hash(config), len(mlps))
     if tokenizer and tok is None:
         tok = load_tokenizer(source)
-    return LoadedModel(spec, source, model, config, mlps, identity, device, tok)
+    return LoadedModel(spec, source, model, config, mlps, identity, device, tok, notes)
 
 
 def load_tokenizer(source: Source) -> Any:
     from transformers import AutoTokenizer
 
     if source.kind == "synthetic":
-        from sparseinfer_dse.models.synthetic import build_tokenizer
-
         return build_tokenizer()
     kwargs: dict[str, Any] = {"local_files_only": True}
     if source.gguf_file:

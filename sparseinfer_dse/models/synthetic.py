@@ -1,8 +1,8 @@
 """Synthetic ProSparse-shaped models: Llama layers with 7B/13B dimensions and random weights whose
 ReLU activation sparsity at decode is about 90% in every layer, for latency measurements.
 
-No ReLU-fied checkpoint can be obtained here (DESIGN.md section 5), so latency studies use a model
-with the real per-layer shapes (`synthetic-7b`: d=4096, k=11008, 32 heads; `synthetic-13b`:
+ProSparse's ReLU-fied checkpoints may not be at hand (they are large, and an offline machine cannot
+download them), so latency studies can use a model with the real per-layer shapes (`synthetic-7b`: d=4096, k=11008, 32 heads; `synthetic-13b`:
 d=5120, k=13824, 40 heads; no GQA) but only a few layers (`synthetic-7b:L2` = 2 layers, default 4)
 and a byte-level vocabulary of 259 tokens, so the lm_head is negligible and the MLP is about 2/3 of
 the weight bytes read per token, as in the real model.
@@ -185,35 +185,6 @@ def build_synthetic(name: str = "synthetic-7b", *, layers: Optional[int] = None,
     return model, tok
 
 
-def load_synthetic(spec: Any, *, weights: bool = True, tokenizer: bool = True, seed: int = 0) -> Any:
-    """A LoadedModel for a ModelSpec whose `model` is a synthetic name ('synthetic-7b:L2'): built in
-    memory on the CPU in spec.dtype (auto = float32), then moved to spec.device (weights=False: on
-    the meta device, structure only). What `load_model` returns for such names."""
-    from sparseinfer_dse.models.discovery import discover_mlps
-    from sparseinfer_dse.models.identity import ModelIdentity, config_hash
-    from sparseinfer_dse.models.loading import LoadedModel, Source, resolve_device, resolve_dtype
-
-    parse_synthetic_name(spec.model)
-    if spec.gguf_file:
-        raise UserError("--gguf-file does not apply to a synthetic model")
-    device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype)
-    dtype = torch.float32 if dtype == "auto" else dtype
-    if weights:
-        model, tok = build_synthetic(spec.model, dtype=dtype, seed=seed)
-        model = model.to(device)
-    else:
-        from transformers import LlamaForCausalLM
-
-        tok = build_tokenizer()
-        with torch.device("meta"):
-            model = LlamaForCausalLM(synthetic_config(spec.model, vocab_size=len(tok), seed=seed)).to(dtype)
-    mlps = discover_mlps(model)
-    identity = ModelIdentity(spec.model, config_hash(model.config), len(mlps))
-    return LoadedModel(spec, Source("synthetic", spec.model), model, model.config, mlps, identity, device,
-                       tok if tokenizer else None, [f"synthetic random weights (seed {seed}), not a trained model"])
-
-
 def weight_bytes(model: Any) -> dict[str, int]:
     """Bytes of the weights read per decoded token, split into MLP, attention and the rest."""
     out = {"mlp": 0, "attention": 0, "other": 0}
@@ -223,45 +194,3 @@ def weight_bytes(model: Any) -> dict[str, int]:
             continue  # one row is read per token
         out[part] += p.numel() * p.element_size()
     return out
-
-
-@torch.no_grad()
-def decode_sparsity(model: Any, tokenizer: Any, prompts: Optional[list[str]] = None, tokens: int = 8,
-                    alpha: float = 1.0) -> list[dict[str, float]]:
-    """Per layer, over the decode positions of a dense greedy run: the ReLU sparsity (fraction of MLP
-    activations exactly 0), the SparseInfer predicted sparsity at `alpha` (Eq. 2 on sign bits) and the
-    predictor's precision and recall against those zeros. Works on any model with gated MLPs."""
-    from sparseinfer_kernels.signs import count_negative, nneg_threshold, pack_signs
-
-    from sparseinfer_dse.engine.latency import gsm8k_prompts, prepare_workload
-    from sparseinfer_dse.models.discovery import discover_mlps
-
-    mlps = discover_mlps(model)
-    acc = [dict(rows=0, zero=0, pred=0, hit=0) for _ in mlps]
-    signs = [pack_signs(m.gate.weight) for m in mlps]
-
-    def hook(i: int):
-        def fn(module: Any, args: Any) -> None:
-            x = args[0]
-            if x.dim() != 3 or x.shape[1] != 1:
-                return
-            x2 = x.reshape(-1, x.shape[-1])
-            m = mlps[i]
-            zero = m.module.act_fn(m.gate(x2)) == 0
-            pred = count_negative(signs[i], pack_signs(x2)) >= nneg_threshold(alpha, x2.shape[-1])
-            a = acc[i]
-            a["rows"] += zero.numel()
-            a["zero"] += int(zero.sum())
-            a["pred"] += int(pred.sum())
-            a["hit"] += int((pred & zero).sum())
-        return fn
-
-    handles = [m.module.register_forward_pre_hook(hook(i)) for i, m in enumerate(mlps)]
-    try:
-        prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens + 1)
-    finally:
-        for h in handles:
-            h.remove()
-    return [{"layer": i, "relu_sparsity": a["zero"] / a["rows"], "predicted_sparsity": a["pred"] / a["rows"],
-             "precision": a["hit"] / max(a["pred"], 1), "recall": a["hit"] / max(a["zero"], 1)}
-            for i, a in enumerate(acc)]

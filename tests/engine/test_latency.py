@@ -12,16 +12,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from sparseinfer_dse.engine.latency import (
-    VARIANTS,
-    format_table,
-    gsm8k_prompts,
-    measure_decode_latency,
-    prepare_workload,
-    set_threads,
-)
+from sparseinfer_dse.engine.decode import prepare_workload
+from sparseinfer_dse.engine.latency import VARIANTS, measure_decode_latency
+from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
+from sparseinfer_dse.engine.latency_table import format_table
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.machine import set_threads
 from sparseinfer_dse.models.synthetic import build_synthetic
 
 

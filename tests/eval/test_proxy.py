@@ -7,17 +7,18 @@ import json
 import pytest
 import torch
 
+from sparseinfer_dse.data import DATA_DIR
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.eval.proxy import (
+from sparseinfer_dse.eval.calibration import (
     Calibration,
-    DenseReference,
     demo_calibration,
+    encode_calibration,
     file_calibration,
     gsm8k_calibration,
     load_calibration,
-    proxy_metrics,
 )
+from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
 from sparseinfer_dse.engine.profile import AlphaProfile
 
 
@@ -104,13 +105,16 @@ def test_calibration_sources(data_dir, tmp_path):
     assert len(fc) == 2 and "".join(fc.samples[0]) == "one two three four five six"
     assert load_calibration(None, model_name="demo", n=2).name.startswith("demo")
     assert load_calibration(None, data_dir=data_dir, n=2).name.startswith("gsm8k")
-    with pytest.raises(UserError, match="--data-dir"):
-        load_calibration("gsm8k")
+    # no --data-dir: the shipped GSM8K
+    shipped_first = json.loads((DATA_DIR / "gsm8k" / "train.jsonl").read_text().splitlines()[0])
+    for cal in (load_calibration(None, model_name="x", n=2), load_calibration("gsm8k", n=2)):
+        assert cal.name.startswith("gsm8k") and len(cal) == 2
+        assert cal.samples[0] == (f"Question: {shipped_first['question']}\nAnswer:", " " + shipped_first["answer"])
+    with pytest.raises(UserError, match="calibration needs"):
+        gsm8k_calibration(tmp_path / "nowhere", 1)
     with pytest.raises(UserError, match="not found"):
         load_calibration(str(tmp_path / "missing.txt"))
     with pytest.raises(UserError, match="continuation of 2"):
-        from sparseinfer_dse.eval.proxy import encode_calibration
-
         encode_calibration(_WordTok(), Calibration("x", (("a", " b"),)))
 
 
