@@ -22,6 +22,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.demo import TASK_NAME, task_include_path
+from sparseinfer_dse.engine.decode import model_of
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.offline_tasks import (builtin_offline_tasks, check_data_dir, lm_eval_tasks_dir,
                                                offline_task_dir)
@@ -179,18 +180,6 @@ def summarize(results: dict, name: str, seconds: Optional[float] = None) -> dict
     return row
 
 
-def _model_of(target: Any) -> Any:
-    """An nn.Module from a SparsifiedModel handle, a LoadedModel or a model."""
-    from torch import nn
-
-    if isinstance(target, nn.Module):
-        return target
-    inner = getattr(target, "model", None)
-    if isinstance(inner, nn.Module):
-        return inner
-    raise TypeError(f"expected a model, a LoadedModel or a SparsifiedModel, got {type(target).__name__}")
-
-
 @contextmanager
 def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
     if verbose:
@@ -290,7 +279,7 @@ def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | 
     names = parse_tasks(tasks)
     if task_manager is None:
         task_manager = build_task_manager(names, data_dir)
-    model = _model_of(handle_or_model)
+    model = model_of(handle_or_model)
     switch = handle_or_model.options_set(enabled=False) if dense and hasattr(handle_or_model, "options_set") else nullcontext()
     out: dict[str, dict] = {}
     with switch:

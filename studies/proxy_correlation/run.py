@@ -60,7 +60,8 @@ def main() -> None:
 
     from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.eval.harness import evaluate_tasks
-    from sparseinfer_dse.eval.proxy import DenseReference, demo_calibration, proxy_metrics
+    from sparseinfer_dse.eval.calibration import demo_calibration
+    from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
     from sparseinfer_dse.engine.profile import AlphaProfile
 

@@ -38,7 +38,8 @@ def main() -> None:
 
     from sparseinfer_dse.data import data_dir
     from sparseinfer_dse.engine.sparsify import sparsify
-    from sparseinfer_dse.eval.proxy import DenseReference, gsm8k_calibration, proxy_metrics
+    from sparseinfer_dse.eval.calibration import gsm8k_calibration
+    from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
     from sparseinfer_dse.engine.profile import AlphaProfile
 

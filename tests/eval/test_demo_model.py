@@ -8,7 +8,8 @@ import pytest
 
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.harness import evaluate_tasks
-from sparseinfer_dse.eval.proxy import DenseReference, demo_calibration, proxy_metrics
+from sparseinfer_dse.eval.calibration import demo_calibration
+from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
 from sparseinfer_dse.engine.profile import AlphaProfile
 
 LIMIT = 100  # held-out problems; the demo answers in about 40-60 tokens, batch 25 keeps this ~10 s a run

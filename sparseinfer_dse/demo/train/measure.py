@@ -13,7 +13,7 @@ import torch
 
 from sparseinfer_dse.demo import TASK_NAME, heldout_path, task_include_path
 from sparseinfer_dse.demo import data as D
-from sparseinfer_dse.models.discovery import decoder_layers
+from sparseinfer_dse.engine.layer_stats import continuation_sparsity
 
 STOP_STRINGS = ("\n\n", "Question:")  # the lm-eval task's `until`, plus eos
 
@@ -59,39 +59,11 @@ def greedy_generate(model, hf_tok, prompts: Sequence[str], batch_size: int = 32,
     return out_ids, out_text
 
 
-@torch.no_grad()
 def decode_sparsity(model, hf_tok, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[float]:
-    """Per-layer fraction of exact zeros in act_fn(gate) at decode positions.
-
-    A teacher-forced pass over prompt + the model's own greedy continuation: by causality the
-    activations at positions P .. P+G-2 (the tokens fed back one at a time while decoding) are
-    those of incremental decoding; the prefill (prompt) positions are excluded.
-    """
-    layers = decoder_layers(model)
-    zeros = [0] * len(layers)
-    total = [0] * len(layers)
-    sel: dict[str, Any] = {}
-
-    def hook(idx):
-        def fn(_mod, _inp, out):
-            h = out[0, sel["lo"]: sel["hi"]]
-            zeros[idx] += int((h == 0).sum())
-            total[idx] += h.numel()
-        return fn
-
-    handles = [layer.mlp.act_fn.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
-    try:
-        for prompt, cont in zip(prompts, continuations):
-            p = hf_tok(prompt, add_special_tokens=False)["input_ids"]
-            if len(cont) < 2:
-                continue
-            ids = torch.tensor([p + list(cont)])
-            sel["lo"], sel["hi"] = len(p), len(p) + len(cont) - 1
-            model(input_ids=ids, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    return [z / t if t else float("nan") for z, t in zip(zeros, total)]
+    """Per-layer fraction of exact zeros in act_fn(gate) at the decode positions of the model's own
+    greedy continuations (the engine's collector, teacher-forced; NaN for a layer that saw none)."""
+    samples = [(hf_tok(p, add_special_tokens=False)["input_ids"], list(c)) for p, c in zip(prompts, continuations)]
+    return [r["relu_sparsity"] if r["tokens"] else float("nan") for r in continuation_sparsity(model, samples)]
 
 
 def evaluate(model, hf_tok, problems: Sequence[dict], batch_size: int = 32,
