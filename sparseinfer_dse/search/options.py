@@ -9,7 +9,7 @@ shows its own name for it (the CLI its flag).
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -165,9 +165,6 @@ class SearchOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def with_values(self, **values: Any) -> "SearchOptions":
-        return replace(self, **values)
 
 
 OPTION_NAMES = tuple(f.name for f in fields(SearchOptions))

@@ -100,3 +100,14 @@ def test_front_trials_is_noise_aware():
     exact = {t.number for t in study.best_trials}
     noisy = {t.number for t in front_trials(study.get_trials())}
     assert exact == {0, 1} and noisy == {1}
+
+
+def test_cli_defaults_are_the_options_defaults():
+    """`search --help` shows the flags' defaults; they must be SearchOptions' (which are what runs)."""
+    import inspect
+
+    from sparseinfer_dse.cli.search import search_command
+
+    params = inspect.signature(search_command).parameters
+    for f in SearchOptions.__dataclass_fields__.values():
+        assert params[f.name].default == f.default, f.name
