@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.option_error import OptionError
 from sparseinfer_dse.search.spaces import AlphaGrid, parse_alpha_grid, parse_space
@@ -111,6 +112,8 @@ class SearchOptions:
             raise OptionError("tasks", f"{{fidelity}} {self.effective_fidelity} needs {{tasks}}")
         if self.sampler not in SAMPLERS:
             raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp or random, not {self.sampler!r}")
+        if self.backend not in BACKEND_CHOICES:
+            raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
         self.eval_settings()  # checks the proxy metric
         parse_space(self.space)
         self.grid  # noqa: B018  (checks alpha_range and alpha_step)

@@ -46,6 +46,7 @@ def test_demo_defaults_only_without_a_study_file(tmp_path):
     ({"proxy_metric": "nll"}, "proxy_metric", "proxy_metric must be kl or top1"),
     ({"sampler": "cma"}, "sampler", "sampler must be tpe"),
     ({"space": "rows"}, "space", "space must be per-layer"),
+    ({"backend": "tpu"}, "backend", "backend must be one of auto"),
 ])
 def test_errors_name_the_field(values, field, text):
     with pytest.raises(OptionError) as info:
