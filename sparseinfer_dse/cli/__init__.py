@@ -50,7 +50,9 @@ def _register() -> None:
     from sparseinfer_dse.cli.eval import eval_command
     from sparseinfer_dse.cli.inspect import inspect_command
     from sparseinfer_dse.cli.profile import profile_app
-    from sparseinfer_dse.cli.search import export_command, report_command, search_command
+    from sparseinfer_dse.cli.export import export_command
+    from sparseinfer_dse.cli.report import report_command
+    from sparseinfer_dse.cli.search import search_command
     from sparseinfer_dse.cli.status import status_command
     from sparseinfer_dse.cli.synthetic import synthetic_build_command
 

@@ -26,7 +26,7 @@ def analyze_command(
     limit: Annotated[int, typer.Option(help="Number of prompts.")] = 24,
     tokens: Annotated[int, typer.Option(help="Tokens decoded per prompt.")] = 48,
     alphas: Annotated[str, typer.Option(help="Alphas whose predictor statistics are reported.")] = "1.0,1.01,1.02,1.03",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with gsm8k/ and bbh/ (the layout of shared/data).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with gsm8k/ and bbh/ (default: the GSM8K and BBH data shipped in sparseinfer_dse/data).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write layers.csv, layers.json and layers.png here.")] = None,
     backend: Annotated[str, typer.Option(help="auto, numba-cpu, numba-cuda or torch.")] = "auto",
     gguf_file: GgufFileOpt = None,

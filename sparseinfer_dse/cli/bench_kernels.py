@@ -1,33 +1,17 @@
-"""`sparseinfer-dse bench kernels`: one MLP block, dense torch vs the SparseInfer kernels.
-
-Inputs are synthetic (``sparseinfer_kernels.synthetic``): the gate rows are built so that the
-requested fraction of gate pre-activations is negative and the sign predictor can see it; the
-measured actual and predicted sparsity are reported next to the target. Every repeat runs, in
-turn, the torch dense block (``F.linear`` gate/up, activation, down, in the weights' dtype), the
-predictor alone (as the sparse block runs it: ``backend.predictor``, arguments converted once; and
-the public ``predict()`` call, which adds argument checks and wraps the mask in a tensor), a torch
-reduction (``amax``) over the same sign words (what merely reading them costs, for scale), and the
-full sparse block fused / non-fused / without actual sparsity; caches
-are flushed before each timed call (as if the other layers' weights had just gone through them).
-Heavy imports happen inside the command so that ``--help`` stays fast.
-"""
+"""`sparseinfer-dse bench kernels`: one MLP block, dense torch vs the SparseInfer kernels
+(engine/kernel_bench.py times it; here the options are parsed and the table printed)."""
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.openmp import passive_openmp, wait_policy_note
-
-DEFAULT_SHAPES = ("4096x11008", "5120x13824")  # ProSparse-Llama2-7B, -13B (d x k)
-VARIANTS = ("dense", "sign_read", "predictor", "predict_call", "sparse", "sparse_nofuse", "sparse_noas")
 
 
 def _split(values: Optional[list[str]]) -> list[str]:
@@ -39,7 +23,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 
 def parse_shapes(values: Optional[list[str]]) -> list[tuple[int, int]]:
     shapes = []
-    for s in _split(values) or list(DEFAULT_SHAPES):
+    for s in _split(values):
         try:
             d, k = (int(p) for p in s.lower().split("x"))
         except ValueError:
@@ -52,7 +36,7 @@ def parse_shapes(values: Optional[list[str]]) -> list[tuple[int, int]]:
 
 def parse_sparsities(values: Optional[list[str]]) -> list[float]:
     out = []
-    for s in _split(values) or ["0.5", "0.7", "0.9"]:
+    for s in _split(values):
         try:
             v = float(s)
         except ValueError:
@@ -61,144 +45,6 @@ def parse_sparsities(values: Optional[list[str]]) -> list[float]:
             raise UserError(f"--sparsity {s!r} must be between 0 and 1")
         out.append(v)
     return out
-
-
-def _pct(xs: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(xs) * 1e3, q))
-
-
-class _Timer:
-    """Wall time on CPU; CUDA events (after a device sync) on GPU."""
-
-    def __init__(self, device: str):
-        self.cuda = device == "cuda"
-
-    def __call__(self, fn: Callable[[], Any]) -> float:
-        if self.cuda:
-            import torch
-
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-
-class _Flusher:
-    """Evicts the last-level cache (CPU: reads 64 MiB; GPU: writes 256 MiB)."""
-
-    def __init__(self, device: str, enabled: bool):
-        import torch
-
-        self.enabled = enabled
-        self.buf = None
-        if enabled:
-            n = (256 if device == "cuda" else 64) * 2**20 // 4
-            self.buf = torch.ones(n, dtype=torch.float32, device=device)
-
-    def __call__(self) -> None:
-        if self.buf is not None:
-            if self.buf.is_cuda:
-                self.buf.add_(1.0)
-            else:
-                float(self.buf.sum())
-
-
-def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, alpha: float, threshold: float,
-              batch: int, repeats: int, warmup: int, flush: bool, seed: int, progress=None) -> dict[str, Any]:
-    """Time the variants for one shape and sparsity; returns one JSON row."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    from sparseinfer_kernels.synthetic import synthetic_mlp
-
-    wg, wu, wd, x = synthetic_mlp(d, k, sparsity, dtype, batch=batch, seed=seed)
-    wg, wu, wd, x = (t.to(device) for t in (wg, wu, wd, x))
-    prep = backend.prepare(wg, wu, wd)
-    thr = torch.tensor(threshold, dtype=dtype, device=device)
-
-    def dense():
-        g = F.linear(x, wg)
-        h = torch.where(g >= thr, g, torch.zeros_like(g)) * F.linear(x, wu)
-        return F.linear(h, wd)
-
-    def sparse(**kw):
-        return lambda: backend.forward(prep, x, alpha=alpha, threshold=threshold, **kw)
-
-    fns = {
-        "dense": dense,
-        "sign_read": lambda: prep.state["signs"].amax(),
-        "predictor": backend.predictor(prep, x, alpha),
-        "predict_call": lambda: backend.predict(prep, x, alpha),
-        "sparse": sparse(),
-        "sparse_nofuse": sparse(fused=False),
-        "sparse_noas": sparse(actual_sparsity=False),
-    }
-    timer, flusher = _Timer(device), _Flusher(device, flush)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():  # interleaved: drift and other load hit every variant alike
-            flusher()
-            times[name].append(timer(fn))
-        if progress is not None:
-            progress.update(1)
-
-    # What the kernels did, and how good the predictor was, on this input.
-    res = backend.forward(prep, x, alpha=alpha, threshold=threshold, with_counters=True, return_mask=True)
-    c = res.counters
-    g = x.float() @ wg.float().t()
-    zero = ~(g >= threshold) | (g == 0)  # activation exactly 0 (relu/fatrelu)
-    pred = res.predicted_mask.to(zero.device)
-    tp = int((pred & zero).sum())
-    kept_rows = float((k - c.predicted_sparse).mean())
-    comp_rows = float(c.rows_computed.mean())
-    es = wg.element_size()
-    nw = (d + 31) // 32
-    sparse_bytes = k * nw * 4 + (kept_rows + 2 * comp_rows) * d * es
-    dense_bytes = 3 * k * d * es
-    med = {n: float(np.median(v)) * 1e3 for n, v in times.items()}
-    row: dict[str, Any] = dict(
-        backend=backend.name, device=device, dtype=str(dtype).replace("torch.", ""), d=d, k=k, batch=batch,
-        sparsity=sparsity, actual_sparsity=float(zero.float().mean()),
-        predicted_sparsity=float(c.predicted_sparse.mean() / k), rows_computed_frac=comp_rows / k,
-        precision=tp / max(1, int(pred.sum())), recall=tp / max(1, int(zero.sum())),
-        alpha=alpha, threshold=threshold, repeats=repeats, flush=flush,
-        threads=_threads(device),
-    )
-    for name in fns:
-        row[f"{name}_ms"] = med[name]
-        row[f"{name}_p10_ms"] = _pct(times[name], 10)
-        row[f"{name}_p90_ms"] = _pct(times[name], 90)
-    row["speedup"] = med["dense"] / med["sparse"]
-    row["speedup_nofuse"] = med["dense"] / med["sparse_nofuse"]
-    row["speedup_noas"] = med["dense"] / med["sparse_noas"]
-    row["predictor_share"] = med["predictor"] / med["sparse"]
-    row["predict_call_share"] = med["predict_call"] / med["sparse"]
-    row["gbps"] = sparse_bytes / (med["sparse"] / 1e3) / 1e9
-    row["dense_gbps"] = dense_bytes / (med["dense"] / 1e3) / 1e9
-    row["predictor_gbps"] = k * nw * 4 / (med["predictor"] / 1e3) / 1e9
-    row["sign_read_gbps"] = k * nw * 4 / (med["sign_read"] / 1e3) / 1e9
-    row["extra_bytes"] = prep.extra_bytes
-    return row
-
-
-def _threads(device: str) -> Optional[int]:
-    if device == "cuda":
-        return None
-    import torch
-
-    return torch.get_num_threads()
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -239,7 +85,6 @@ def bench_kernels_command(
     Sets OMP_WAIT_POLICY=PASSIVE unless it is set."""
     shapes = parse_shapes(shape)
     sparsities = parse_sparsities(sparsity)
-    dtypes = _split([dtype])
     if repeats < 1 or warmup < 0 or batch < 1:
         raise UserError("--repeats and --batch must be >= 1, --warmup >= 0")
     if alpha < 0 or alpha != alpha:
@@ -250,44 +95,20 @@ def bench_kernels_command(
         typer.echo(f"warning: {omp_warning}", err=True)
     omp_note = wait_policy_note()
 
-    import torch
-
-    from sparseinfer_kernels.api import get_backend
-
-    tdtypes = []
-    for name in dtypes:
-        if name not in ("float32", "float16", "bfloat16"):
-            raise UserError(f"--dtype {name!r}: use float32, float16 or bfloat16")
-        tdtypes.append(getattr(torch, name))
-    try:
-        be = get_backend(backend)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    device = "cuda" if backend == "numba-cuda" and not os.environ.get("NUMBA_ENABLE_CUDASIM") else "cpu"
-    if threads is not None:
-        if threads < 1:
-            raise UserError("--threads must be >= 1")
-        torch.set_num_threads(threads)
-        import numba
-
-        if threads > numba.config.NUMBA_NUM_THREADS:
-            raise UserError(f"--threads {threads}: Numba allows at most {numba.config.NUMBA_NUM_THREADS} here")
-        numba.set_num_threads(threads)
-
     from tqdm import tqdm
 
-    rows = []
-    total = len(shapes) * len(sparsities) * len(tdtypes) * repeats
+    from sparseinfer_dse.engine.kernel_bench import KernelBench, bench_device, run_kernel_bench, threads_of
+
+    bench = KernelBench(backend, tuple(_split([dtype])), tuple(shapes) or KernelBench.shapes,
+                        tuple(sparsities) or KernelBench.sparsities, alpha, threshold, batch, threads, repeats,
+                        warmup, flush, seed)
+    total = bench.cases * repeats
     with tqdm(total=total, desc="bench kernels", unit="rep", disable=total < 20, leave=False) as bar:
-        for td in tdtypes:
-            for d, k in shapes:
-                for sp in sparsities:
-                    bar.set_postfix_str(f"{str(td).replace('torch.', '')} {d}x{k} s={sp}")
-                    rows.append(bench_one(be, device, d, k, sp, td, alpha=alpha, threshold=threshold, batch=batch,
-                                          repeats=repeats, warmup=warmup, flush=flush, seed=seed, progress=bar))
-    typer.echo(f"backend {be.name} on {device}, threads {_threads(device)}, alpha {alpha}, threshold {threshold}, "
-               f"batch {batch}, {repeats} repeats (medians; sparse p10-p90), caches {'flushed' if flush else 'warm'}, "
-               f"{omp_note}")
+        rows = run_kernel_bench(bench, progress=bar)
+    device = bench_device(backend)
+    typer.echo(f"backend {rows[0]['backend']} on {device}, threads {threads_of(device)}, alpha {alpha}, "
+               f"threshold {threshold}, batch {batch}, {repeats} repeats (medians; sparse p10-p90), caches "
+               f"{'flushed' if flush else 'warm'}, {omp_note}")
     for row in rows:
         row["omp_wait_policy"] = omp_note
     typer.echo(format_table(rows))

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.cli.options import (
     DecodeActivationOpt,
     DeviceOpt,
@@ -19,8 +15,7 @@ from sparseinfer_dse.cli.options import (
     ModelOpt,
     ProfileOpt,
 )
-
-BACKENDS = ("torch", "numba-cpu", "numba-cuda")
+from sparseinfer_dse.errors import UserError
 
 
 def _say(msg: str) -> None:
@@ -58,31 +53,6 @@ def _table(lines: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
-def _summary_entry(row: dict, dense: Optional[dict]) -> dict[str, Any]:
-    dv = dense.get("value") if dense else None
-    entry: dict[str, Any] = {
-        "metric": row.get("metric"),
-        "value": row.get("value"),
-        "stderr": row.get("stderr"),
-        "n": row.get("n"),
-        "dense": dv,
-        "dense_stderr": dense.get("stderr") if dense else None,
-        "delta": None if dv is None or row.get("value") is None else 100 * (row["value"] - dv),
-        "delta_unit": "points",
-        "seconds": row.get("seconds"),
-        "dense_seconds": dense.get("seconds") if dense else None,
-        "dense_cached": dense.get("cached") if dense else None,
-        "metrics": {
-            k: {**v, "dense": (dense or {}).get("metrics", {}).get(k, {}).get("value")} for k, v in row.get("metrics", {}).items()
-        },
-    }
-    if "subtasks" in row:
-        entry["subtasks"] = {
-            s: _summary_entry(r, (dense or {}).get("subtasks", {}).get(s)) for s, r in row["subtasks"].items()
-        }
-    return entry
-
-
 def eval_command(
     tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma list: gsm8k, gsm8k_cot, bbh, bbh_cot_fewshot_<subtask>, bbh_zeroshot, demo_arith, or any lm-eval task name (hub).")],
     model: ModelOpt = "demo",
@@ -91,11 +61,11 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="First N documents of each task (all if omitted).")] = None,
     num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", help="Override the task's few-shot count.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Generation batch size (scores move with it; the baseline is cached per batch size).")] = 8,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Offline data: gsm8k/{train,test}.jsonl and bbh/*.json (the layout of shared/data).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Offline data: gsm8k/{train,test}.jsonl and bbh/*.json (default: the GSM8K and BBH data shipped in sparseinfer_dse/data).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write lm-eval results JSON, samples and summary.json here.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch (batched reference path), numba-cpu (batch 1 only) or numba-cuda.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="torch (batched reference path), numba-cpu (batch 1 only), numba-cuda, or auto (numba-cuda on a GPU, else numba-cpu).")] = "torch",
     proxy: Annotated[bool, typer.Option("--proxy", help="Also report the fidelity proxies (KL, top-1, NLL vs dense).")] = False,
-    calibration: Annotated[Optional[str], typer.Option("--calibration", help="Proxy text: gsm8k (needs --data-dir), demo, or a file (.jsonl or text). Default: demo for the demo model, else gsm8k.")] = None,
+    calibration: Annotated[Optional[str], typer.Option("--calibration", help="Proxy text: gsm8k (from --data-dir or the shipped data), demo, or a file (.jsonl or text). Default: demo for the demo model, else gsm8k.")] = None,
     calibration_samples: Annotated[int, typer.Option("--calibration-samples", help="Calibration sequences for --proxy.")] = 32,
     decode_activation: DecodeActivationOpt = None,
     device: DeviceOpt = "auto",
@@ -113,13 +83,13 @@ def eval_command(
     with the profile's per-layer alpha (default: uniform 1.00). Prints per task the metric,
     stderr, sample count, dense baseline and delta in points.
     """
-    from sparseinfer_dse.errors import UserError
-    from sparseinfer_dse.eval.baseline_cache import ModelFacts, dense_baseline
-    from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks, parse_tasks
+    from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
+    from sparseinfer_dse.eval.eval_job import EvalJob, run_eval
+    from sparseinfer_dse.eval.harness import parse_tasks
 
     names = parse_tasks(tasks)
-    if backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend not in BACKEND_CHOICES:
+        raise UserError(f"--backend must be one of {', '.join(BACKEND_CHOICES)}, not {backend!r}")
     if backend == "numba-cpu" and batch_size != 1:
         raise UserError("--backend numba-cpu runs one sequence at a time: use --batch-size 1")
     if batch_size < 1:
@@ -130,100 +100,25 @@ def eval_command(
         raise UserError(f"--data-dir {data_dir} is not a directory")
     if proxy and calibration not in (None, "gsm8k", "demo") and not Path(calibration).is_file():
         raise UserError(f"--calibration {calibration}: not gsm8k, demo or an existing file")
-    gen_kwargs = {"max_gen_toks": max_gen_toks} if max_gen_toks else None
-
-    _say(f"tasks: checking {', '.join(names)}")
-    tm = build_task_manager(names, data_dir)
-
-    from sparseinfer_dse.engine.sparsify import sparsify
-    from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.engine.profile import AlphaProfile, alphas_repr
-
-    given = AlphaProfile.load(profile) if profile is not None else None  # a bad file fails before the model loads
-    _say(f"model: loading {model}")
-    t0 = time.perf_counter()
-    loaded = load_model(ModelSpec(model, gguf_file, device, dtype, decode_activation), weights=True, tokenizer=True)
-    _say(f"model: loaded in {time.perf_counter() - t0:.1f}s ({loaded.identity.num_layers} layers, {loaded.dtype}, {loaded.device})")
-    n_layers = loaded.identity.num_layers
-    if profile is not None:
-        prof = given.check_model(loaded.identity, allow_model_mismatch)
-        prof_desc = f"{profile} ({prof.name or 'unnamed'})"
-    else:
-        prof = AlphaProfile.uniform(n_layers, 1.0, loaded.identity)
-        prof_desc = "uniform 1.00 (engine default; pass --profile for another)"
-    facts = ModelFacts.of(loaded, loaded.tokenizer)  # before sparsify: fingerprints the original weights
-    handle = sparsify(loaded, prof, backend=backend, allow_model_mismatch=allow_model_mismatch)
-    if handle.notice:
-        _say(f"note: {handle.notice}")
-    _say(f"profile: {prof_desc}: {alphas_repr(prof.alphas)} [backend {handle.backend}]")
-
-    dense_rows: dict[str, dict] = {}
-    if not no_baseline:
-        _say("dense baseline: looking up the cache / evaluating the dense model")
-        dense_rows = dense_baseline(loaded, loaded.tokenizer, names, limit, num_fewshot, batch_size, data_dir, seed,
-                                    handle=handle, facts=facts, refresh=refresh_baseline,
-                                    out_dir=(out / "dense") if out else None, gen_kwargs=gen_kwargs,
-                                    task_manager=tm, verbose=verbose)
-        for n, r in dense_rows.items():
-            how = "from the cache" if r["cached"] else f"evaluated in {r.get('seconds') or 0:.1f}s"
-            _say(f"dense baseline {n}: {how}")
-
-    _say("sparse: evaluating with the profile")
-    rows = evaluate_tasks(handle, loaded.tokenizer, names, limit, num_fewshot, batch_size, data_dir, seed,
-                          out_dir=(out / "sparse") if out else None, gen_kwargs=gen_kwargs, task_manager=tm,
-                          verbose=verbose)
-
-    proxy_res = None
-    if proxy:
-        from sparseinfer_dse.eval.proxy import DenseReference, load_calibration, proxy_metrics
-
-        cal = load_calibration(calibration, data_dir=data_dir, model_name=model, n=calibration_samples)
-        _say(f"proxy: calibration {cal.name}")
-        ref = DenseReference.build(handle, loaded.tokenizer, cal, batch_size=1 if backend == "numba-cpu" else 8,
-                                   progress=True)
-        proxy_res = proxy_metrics(handle, loaded.tokenizer, ref, progress=True)
+    job = EvalJob(tuple(names), model, gguf_file, profile, limit, num_fewshot, batch_size, data_dir, out, backend,
+                  proxy, calibration, calibration_samples, decode_activation, device, dtype, seed, max_gen_toks,
+                  refresh_baseline, no_baseline, allow_model_mismatch, verbose)
+    res = run_eval(job, say=_say)
 
     lines: list[list[str]] = []
     for n in names:
-        lines += _rows_for_print(n, rows[n], dense_rows.get(n))
-    typer.echo(f"\nmodel {model} | profile {prof_desc} | backend {handle.backend} | limit {limit} | "
+        lines += _rows_for_print(n, res.rows[n], res.dense_rows.get(n))
+    typer.echo(f"\nmodel {model} | profile {res.profile_desc} | backend {res.backend} | limit {limit} | "
                f"batch {batch_size} | seed {seed}")
     typer.echo(_table(lines, ["task", "metric", "value %", "stderr", "n", "dense %", "delta pts"]))
-    for n in names:
-        kind = rows[n].get("output_type", "generate_until")
-        if "generate_until" not in kind:
-            typer.echo(f"note: {n} is scored by log-likelihood ({kind}): one prefill pass, which runs dense, "
-                       "so the profile cannot change its score")
-    times = ", ".join(f"{n} {rows[n]['seconds']:.1f}s" for n in names)
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+    times = ", ".join(f"{n} {res.rows[n]['seconds']:.1f}s" for n in names)
     typer.echo(f"time (sparse eval): {times}")
-    if proxy_res:
-        typer.echo(f"proxy ({proxy_res['calibration']}, {proxy_res['n_tokens']} decode positions): "
-                   f"KL(dense||sparse) {proxy_res['kl']:.5f} nats, top-1 agreement {100 * proxy_res['top1']:.2f}%, "
-                   f"NLL {proxy_res['nll']:.4f} (dense {proxy_res['dense_nll']:.4f})")
-
-    if out is not None:
-        import lm_eval
-
-        summary = {
-            "model": model,
-            "model_identity": loaded.identity.to_dict(),
-            "weights": facts.weights,
-            "profile": {"path": str(profile) if profile else None, "name": prof.name, "alphas": list(prof.alphas)},
-            "backend": handle.backend,
-            "decode_activation": loaded.spec.decode_activation,
-            "dtype": str(loaded.dtype).replace("torch.", ""),
-            "device": str(loaded.device),
-            "limit": limit,
-            "num_fewshot": num_fewshot,
-            "batch_size": batch_size,
-            "seed": seed,
-            "gen_kwargs": gen_kwargs,
-            "data_dir": str(data_dir.resolve()) if data_dir else None,
-            "lm_eval": lm_eval.__version__,
-            "tasks": {n: _summary_entry(rows[n], dense_rows.get(n)) for n in names},
-            "proxy": proxy_res,
-            "command": " ".join(sys.argv),
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-        typer.echo(f"wrote {out / 'summary.json'} (lm-eval results and samples under {out}/sparse and {out}/dense)")
+    p = res.proxy
+    if p:
+        typer.echo(f"proxy ({p['calibration']}, {p['n_tokens']} decode positions): "
+                   f"KL(dense||sparse) {p['kl']:.5f} nats, top-1 agreement {100 * p['top1']:.2f}%, "
+                   f"NLL {p['nll']:.4f} (dense {p['dense_nll']:.4f})")
+    if res.summary_path is not None:
+        typer.echo(f"wrote {res.summary_path} (lm-eval results and samples under {out}/sparse and {out}/dense)")

@@ -24,22 +24,23 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.interrupts import check as check_interrupt
-from sparseinfer_dse.search.pareto import dominates
+from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.search.pareto import dominates, front_mask
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
                                             redact, requeue_lost, study_counts)
-
-FIDELITIES = ("full", "proxy", "staged")
+from sparseinfer_dse.search.trial_profile import PROFILE, SEED_PROFILE, seed_profile
 
 
 class Evaluator(Protocol):
     """What the search needs from the engine and the accuracy side (see search/evaluator.py)."""
 
-    def latency(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]: ...  # ms, ratio, noise_ms, ...
-    def proxy(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]: ...  # score (higher is better), ...
-    def full(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]: ...  # accuracy in points, ...
+    def latency(self, profile: AlphaProfile) -> dict[str, Any]: ...  # ms, ratio, noise_ms, ...
+    def proxy(self, profile: AlphaProfile) -> dict[str, Any]: ...  # score (higher is better), ...
+    def full(self, profile: AlphaProfile) -> dict[str, Any]: ...  # accuracy in points, ...
 
 
 @dataclass
@@ -69,7 +70,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise UserError(f"--sampler must be tpe, nsga2, gp or random, not {name!r}")
+    raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp or random, not {name!r}")
 
 
 def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:
@@ -120,16 +121,25 @@ def enqueue_seeds(study: optuna.Study, space: Space, lock: Optional[ClaimLock] =
     with lock:
         if study.user_attrs.get(SEED_FLAG) or any("seed" in t.user_attrs for t in study.get_trials(deepcopy=False)):
             return False
-        n = space.n
-        seeds = {"uniform-1.00": [1.0] * n, "paper-1.03": [1.03] * (n // 2) + [1.0] * (n - n // 2)}
-        for name, alphas in seeds.items():
-            study.enqueue_trial(space.params_for(alphas), user_attrs={"seed": name, "seed_alphas": alphas})
+        seeds = {"uniform-1.00": AlphaProfile.uniform(space.n, 1.0), "paper-1.03": AlphaProfile.paper(space.n, 1.03)}
+        for name, profile in seeds.items():
+            profile = AlphaProfile(profile.alphas, name=name)
+            study.enqueue_trial(space.params_for(profile), user_attrs={"seed": name, SEED_PROFILE: profile.to_dict()})
         study.set_user_attr(SEED_FLAG, True)
     return True
 
 
 def _score(t: FrozenTrial) -> tuple[float, float, float]:
     return t.values[0], t.values[1], t.user_attrs.get("latency_noise_ms", 0.0)
+
+
+def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The finished trials on the noise-aware front of their objectives (search/pareto.py)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        return []
+    lat, score, noise = zip(*map(_score, done))
+    return [t for t, keep in zip(done, front_mask(lat, score, noise)) if keep]
 
 
 def near_front(lat: float, score: float, noise: float, others: list[FrozenTrial], margin: float) -> bool:
@@ -154,11 +164,10 @@ class Objective:
                 trial.set_user_attr("worker", cfg.worker)
             if cfg.device:
                 trial.set_user_attr("device", cfg.device)
-            alphas = tuple(cfg.space.suggest(trial))
-            if "seed_alphas" in trial.user_attrs:
-                alphas = tuple(trial.user_attrs["seed_alphas"])
-            trial.set_user_attr("alphas", list(alphas))
-            ms, acc = self._evaluate(trial, alphas)
+            profile = cfg.space.suggest(trial)
+            profile = seed_profile(trial.user_attrs) or profile
+            trial.set_user_attr(PROFILE, profile.to_dict())
+            ms, acc = self._evaluate(trial, profile)
         except KeyboardInterrupt:  # Ctrl-C: FAIL, not counted; its profile runs again later
             _requeue_interrupted(trial)
             raise
@@ -169,25 +178,25 @@ class Objective:
             raise
         return ms, acc
 
-    def _evaluate(self, trial: optuna.Trial, alphas: tuple) -> tuple[float, float]:
+    def _evaluate(self, trial: optuna.Trial, profile: AlphaProfile) -> tuple[float, float]:
         cfg = self.cfg
-        lat = _stage(self.ev.latency, alphas)
+        lat = _stage(self.ev.latency, profile)
         for key, value in lat.items():
             trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
         ms = float(lat["ms"])
         if cfg.fidelity == "full":
-            full = _stage(self.ev.full, alphas)
+            full = _stage(self.ev.full, profile)
             self._record_full(trial, full)
             trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
             acc = float(full["accuracy"])
         else:
-            prox = _stage(self.ev.proxy, alphas)
+            prox = _stage(self.ev.proxy, profile)
             for key, value in prox.items():
                 trial.set_user_attr(f"proxy_{key}", value)
             acc = float(prox["score"])
             fid = {"latency": "measured", "accuracy": "proxy"}
             if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
-                self._record_full(trial, _stage(self.ev.full, alphas))
+                self._record_full(trial, _stage(self.ev.full, profile))
                 fid["accuracy_full"] = "lm-eval"
             trial.set_user_attr("fidelity", fid)
         if not (math.isfinite(ms) and math.isfinite(acc)):
@@ -213,9 +222,9 @@ class Objective:
         return near_front(ms, score, noise, done, margin)
 
 
-def _stage(evaluate: Callable[[Sequence[Optional[float]]], dict[str, Any]], alphas: tuple) -> dict[str, Any]:
+def _stage(evaluate: Callable[[AlphaProfile], dict[str, Any]], profile: AlphaProfile) -> dict[str, Any]:
     """One evaluation stage; a Ctrl-C that Python dropped inside it (see interrupts.py) ends the trial here."""
-    out = evaluate(alphas)
+    out = evaluate(profile)
     check_interrupt()
     return out
 

@@ -8,30 +8,15 @@ built once and reused by every trial.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
+from sparseinfer_dse.engine.latency import gsm8k_prompts, measure_decode_latency, prepare_workload
+from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
-
-PROXY_METRICS = ("kl", "top1")
-
-
-@dataclass
-class EvalSettings:
-    tasks: tuple[str, ...] = ()
-    limit: Optional[int] = None
-    num_fewshot: Optional[int] = None
-    batch_size: int = 16
-    data_dir: Optional[Path] = None
-    seed: int = 1234
-    calibration: Optional[str] = None
-    calibration_samples: int = 32
-    proxy_metric: str = "kl"
-    latency_tokens: int = 16
-    latency_prompts: int = 2
-    latency_repeats: int = 3
-
+from sparseinfer_dse.eval.baseline_cache import dense_baseline
+from sparseinfer_dse.eval.harness import evaluate_tasks
+from sparseinfer_dse.eval.proxy import DenseReference, load_calibration, proxy_metrics
+from sparseinfer_dse.search.options import EvalSettings
 
 def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
     """Half-width of a ~95% interval of a median latency, from its p10/p90 and sample count."""
@@ -42,10 +27,6 @@ def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
 
 class SearchEvaluator:
     def __init__(self, lm: Any, handle: Any, settings: EvalSettings, progress: bool = True) -> None:
-        from sparseinfer_dse.engine.latency import gsm8k_prompts, prepare_workload
-
-        if settings.proxy_metric not in PROXY_METRICS:
-            raise UserError(f"--proxy-metric must be kl or top1, not {settings.proxy_metric!r}")
         self.lm, self.handle, self.s = lm, handle, settings
         self.reference_ms: Optional[float] = None  # the study's dense ms/token (set by the caller)
         self.tok = lm.tokenizer
@@ -57,8 +38,6 @@ class SearchEvaluator:
     # ---- pieces -------------------------------------------------------------------------------
     def _ref(self):
         if self._reference is None:
-            from sparseinfer_dse.eval.proxy import DenseReference, load_calibration
-
             cal = load_calibration(self.s.calibration, data_dir=self.s.data_dir, model_name=self.lm.spec.model,
                                    n=self.s.calibration_samples)
             self._reference = DenseReference.build(self.handle, self.tok, cal, progress=self.progress)
@@ -77,15 +56,11 @@ class SearchEvaluator:
     # ---- the reference point -------------------------------------------------------------------
     def dense(self) -> dict[str, Any]:
         """The dense model once: latency, proxy score (0 KL / 100% agreement), lm-eval baseline."""
-        from sparseinfer_dse.engine.latency import measure_decode_latency
-
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=(), include_dense=True, mlp_share=False, collect_sparsity=False)
         out: dict[str, Any] = {"ms": res["dense_ms_per_token"], "p10_ms": res["dense_p10_ms"],
                                "p90_ms": res["dense_p90_ms"], "score": self.proxy_score(0.0, 1.0)}
         if self.s.tasks:
-            from sparseinfer_dse.eval.baseline_cache import dense_baseline
-
             rows = dense_baseline(self.lm, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
                                   self.s.batch_size, self.s.data_dir, self.s.seed, handle=self.handle)
             out["accuracy_full"] = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
@@ -93,10 +68,8 @@ class SearchEvaluator:
         return out
 
     # ---- per trial -----------------------------------------------------------------------------
-    def latency(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
-        from sparseinfer_dse.engine.latency import measure_decode_latency
-
-        self.handle.set_profile(alphas)
+    def latency(self, profile: AlphaProfile) -> dict[str, Any]:
+        self.handle.set_profile(profile)
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=("kf+as",), include_dense=True, mlp_share=False, collect_sparsity=True)
         layers = res.get("layers") or []
@@ -119,20 +92,16 @@ class SearchEvaluator:
             "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],
         }
 
-    def proxy(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
-        from sparseinfer_dse.eval.proxy import proxy_metrics
-
-        self.handle.set_profile(alphas)
+    def proxy(self, profile: AlphaProfile) -> dict[str, Any]:
+        self.handle.set_profile(profile)
         m = proxy_metrics(self.handle, self.tok, self._ref())
         return {"score": self.proxy_score(m["kl"], m["top1"]), "kl": m["kl"], "top1": m["top1"], "nll": m["nll"],
                 "seconds": m["seconds"]}
 
-    def full(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
-        from sparseinfer_dse.eval.harness import evaluate_tasks
-
+    def full(self, profile: AlphaProfile) -> dict[str, Any]:
         if not self.s.tasks:
             raise UserError("lm-eval fidelity needs --tasks")
-        self.handle.set_profile(alphas)
+        self.handle.set_profile(profile)
         rows = evaluate_tasks(self.handle, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
                               self.s.batch_size, self.s.data_dir, self.s.seed)
         acc = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)

@@ -17,12 +17,14 @@ from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.models.identity import ModelIdentity
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.search.pareto import front_mask
+from sparseinfer_dse.search.trial_profile import stored_keys, trial_profile
 
 _SCALARS = (int, float, str, bool, type(None))
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, objectives, every attribute, one column per layer's alpha."""
+    """One row per trial: state, objectives, every attribute, one column per layer's alpha (alpha_000...,
+    from the trial's stored profile)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {
@@ -34,12 +36,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "worker": t.user_attrs.get("worker"),
         }
         for key, value in sorted(t.user_attrs.items()):
-            if key in ("alphas", "seed_alphas"):
+            if key in stored_keys():
                 continue
             row[key] = json.dumps(value) if not isinstance(value, _SCALARS) else value
         for key, value in sorted(t.params.items()):
             row[f"param_{key}"] = value
-        for i, a in enumerate(t.user_attrs.get("alphas") or []):
+        profile = trial_profile(t.user_attrs)
+        for i, a in enumerate(profile.alphas if profile else ()):
             row[f"alpha_{i:03d}"] = a
         rows.append(row)
     return pd.DataFrame(rows)
@@ -64,11 +67,6 @@ def pareto_frame(df: pd.DataFrame, fidelity: str) -> pd.DataFrame:
     return front.sort_values("latency_ms")
 
 
-def alphas_of(row: pd.Series) -> list[Optional[float]]:
-    cols = sorted(c for c in row.index if c.startswith("alpha_"))
-    return [None if pd.isna(row[c]) else float(row[c]) for c in cols]
-
-
 def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optional[ModelIdentity],
                   meta: dict[str, Any]) -> dict[str, Any]:
     """Write trials.csv, pareto.csv, profiles/ and study.json; returns a short summary."""
@@ -83,12 +81,14 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
     prof_dir.mkdir(exist_ok=True)
     for old in prof_dir.glob("trial-*.json"):
         old.unlink(missing_ok=True)  # another worker writing the same folder may have removed it
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     for _, row in front.iterrows():
         metrics = {"trial": int(row["trial"]), "latency_ms": float(row["latency_ms"]), "accuracy": float(row["accuracy"]),
                    "fidelity": fidelity}
         if "latency_ratio" in row and pd.notna(row["latency_ratio"]):
             metrics["latency_ratio"] = float(row["latency_ratio"])
-        AlphaProfile(tuple(alphas_of(row)), identity, f"trial-{int(row['trial'])}", metrics).save(
+        stored = trial_profile(by_number[int(row["trial"])].user_attrs)
+        AlphaProfile(stored.alphas, identity, f"trial-{int(row['trial'])}", metrics).save(
             prof_dir / f"trial-{int(row['trial']):04d}.json")
     states = df["state"].value_counts().to_dict() if not df.empty else {}
     meta = {**meta, "trials": states, "front_size": int(len(front)), "fidelity": fidelity}

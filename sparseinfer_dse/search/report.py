@@ -10,6 +10,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from sparseinfer_dse.atomic import replaced, write_text
+from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.outputs import accuracy_column
 from sparseinfer_dse.search.pareto import front_mask, hypervolume_2d
 
@@ -121,6 +122,8 @@ def plot_hypervolume(done: pd.DataFrame, col: str, dense_ms: Optional[float], pa
 
 def write_report(out: Path) -> Path:
     """Draw the PNGs and report.html (images beside it, no network needed) from `out`'s files."""
+    if not (out / "trials.csv").is_file():
+        raise UserError(f"{out} is not a search output folder (no trials.csv)")
     trials, front, meta = _load(out)
     done = trials[trials["state"] == "COMPLETE"]
     col = accuracy_column(done, meta.get("fidelity", "proxy"))

@@ -1,18 +1,19 @@
 """Search spaces over alpha profiles: per-layer, the paper's early block, or contiguous groups.
 
-Each space turns an optuna trial into one alpha per layer, and turns a known profile back into the
-closest parameters so that seeds can be enqueued (the exact seed profile travels in user attrs).
+Each space turns an optuna trial into an AlphaProfile (one alpha per layer), and turns a known
+profile back into the closest parameters so that seeds can be enqueued (the exact seed profile
+travels in user attrs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.engine.profile import check_alpha
+from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError, check_alpha
+from sparseinfer_dse.search.option_error import OptionError
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,19 @@ def parse_alpha_grid(text: str, step: float) -> AlphaGrid:
     try:
         low, high = (float(p) for p in parts)
     except ValueError:
-        raise UserError(f"--alpha-range must look like 0.95:1.10, not {text!r}") from None
-    check_alpha(low, "--alpha-range low")
-    check_alpha(high, "--alpha-range high")
+        raise OptionError("alpha_range", f"{{alpha_range}} must look like 0.95:1.10, not {text!r}") from None
+    for end, value in (("low", low), ("high", high)):
+        try:
+            check_alpha(value, end)
+        except ProfileError as exc:
+            raise OptionError("alpha_range", f"{{alpha_range}} {exc}") from None
     if not low < high:
-        raise UserError(f"--alpha-range low ({low}) must be below high ({high})")
+        raise OptionError("alpha_range", f"{{alpha_range}} low ({low}) must be below high ({high})")
     if not 0 < step <= high - low:
-        raise UserError(f"--alpha-step must be in (0, {high - low:g}], not {step}")
+        raise OptionError("alpha_step", f"{{alpha_step}} must be in (0, {high - low:g}], not {step}")
     n = (high - low) / step
     if abs(n - round(n)) > 1e-6:
-        raise UserError(f"--alpha-range {low}:{high} is not a whole number of --alpha-step {step}")
+        raise OptionError("alpha_step", f"{{alpha_range}} {low}:{high} is not a whole number of {{alpha_step}} {step}")
     return AlphaGrid(low, high, step)
 
 
@@ -56,10 +60,18 @@ class Space:
         self.n = num_layers
         self.grid = grid
 
-    def suggest(self, trial: Any) -> tuple[float, ...]:
+    def suggest(self, trial: Any) -> AlphaProfile:
+        """The trial's profile (named after the space)."""
+        return AlphaProfile(self._alphas(trial), name=self.describe())
+
+    def _alphas(self, trial: Any) -> tuple[float, ...]:
         raise NotImplementedError
 
-    def params_for(self, alphas: Sequence[Optional[float]]) -> dict[str, Any]:
+    def params_for(self, profile: AlphaProfile) -> dict[str, Any]:
+        """The grid parameters closest to `profile` (dense layers count as 1.00)."""
+        return self._params([1.0 if a is None else a for a in profile.alphas])
+
+    def _params(self, vals: list[float]) -> dict[str, Any]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -73,11 +85,11 @@ class PerLayer(Space):
     def _key(self, i: int) -> str:
         return f"a{i:03d}"
 
-    def suggest(self, trial: Any) -> tuple[float, ...]:
+    def _alphas(self, trial: Any) -> tuple[float, ...]:
         return tuple(self.grid.suggest(trial, self._key(i)) for i in range(self.n))
 
-    def params_for(self, alphas):
-        return {self._key(i): self.grid.snap(1.0 if a is None else a) for i, a in enumerate(alphas)}
+    def _params(self, vals):
+        return {self._key(i): self.grid.snap(a) for i, a in enumerate(vals)}
 
 
 class EarlyBlock(Space):
@@ -85,13 +97,12 @@ class EarlyBlock(Space):
 
     name = "early-block"
 
-    def suggest(self, trial: Any) -> tuple[float, ...]:
+    def _alphas(self, trial: Any) -> tuple[float, ...]:
         alpha = self.grid.suggest(trial, "alpha")
         first = trial.suggest_int("first", 0, self.n)
         return tuple([alpha] * first + [1.0] * (self.n - first))
 
-    def params_for(self, alphas):
-        vals = [1.0 if a is None else a for a in alphas]
+    def _params(self, vals):
         first = next((i for i in range(self.n, 0, -1) if vals[i - 1] != 1.0), 0)
         alpha = vals[0] if first else 1.0
         return {"alpha": self.grid.snap(alpha), "first": first}
@@ -105,14 +116,14 @@ class Groups(Space):
     def __init__(self, num_layers: int, grid: AlphaGrid, k: int) -> None:
         super().__init__(num_layers, grid)
         if not 1 <= k <= num_layers:
-            raise UserError(f"groups:K needs 1 <= K <= {num_layers} (the number of layers), not {k}")
+            raise OptionError("space", f"{{space}} groups:K needs 1 <= K <= {num_layers} (the number of layers), not {k}")
         self.k = k
         self.groups = [list(map(int, g)) for g in np.array_split(np.arange(num_layers), k)]
 
     def describe(self) -> str:
         return super().describe().replace("groups", f"groups:{self.k}")
 
-    def suggest(self, trial: Any) -> tuple[float, ...]:
+    def _alphas(self, trial: Any) -> tuple[float, ...]:
         alphas = [1.0] * self.n
         for j, g in enumerate(self.groups):
             a = self.grid.suggest(trial, f"g{j:02d}")
@@ -120,20 +131,26 @@ class Groups(Space):
                 alphas[i] = a
         return tuple(alphas)
 
-    def params_for(self, alphas):
-        vals = [1.0 if a is None else a for a in alphas]
+    def _params(self, vals):
         return {f"g{j:02d}": self.grid.snap(float(np.mean([vals[i] for i in g]))) for j, g in enumerate(self.groups)}
 
 
-def make_space(text: str, num_layers: int, grid: AlphaGrid) -> Space:
-    if text == "per-layer":
-        return PerLayer(num_layers, grid)
-    if text == "early-block":
-        return EarlyBlock(num_layers, grid)
+def parse_space(text: str) -> tuple[str, Optional[int]]:
+    """'per-layer' -> ('per-layer', None), 'groups:4' -> ('groups', 4): checked before the model loads."""
+    if text in ("per-layer", "early-block"):
+        return text, None
     if text.startswith("groups:"):
         try:
-            k = int(text.split(":", 1)[1])
+            return "groups", int(text.split(":", 1)[1])
         except ValueError:
-            raise UserError(f"--space groups:K needs an integer K, not {text!r}") from None
-        return Groups(num_layers, grid, k)
-    raise UserError(f"--space must be per-layer, early-block or groups:K, not {text!r}")
+            raise OptionError("space", f"{{space}} groups:K needs an integer K, not {text!r}") from None
+    raise OptionError("space", f"{{space}} must be per-layer, early-block or groups:K, not {text!r}")
+
+
+def make_space(text: str, num_layers: int, grid: AlphaGrid) -> Space:
+    kind, k = parse_space(text)
+    if kind == "per-layer":
+        return PerLayer(num_layers, grid)
+    if kind == "early-block":
+        return EarlyBlock(num_layers, grid)
+    return Groups(num_layers, grid, k)

@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.search.trial_profile import LEGACY, SEED_PROFILE
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 GRACE_PERIOD = 30  # seconds without a heartbeat after which a running trial is failed as lost
@@ -100,7 +101,7 @@ def requeue_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     if "retry_of" in trial.user_attrs:
         return
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    keep = {k: trial.user_attrs[k] for k in ("seed", "seed_alphas") if k in trial.user_attrs}
+    keep = {k: trial.user_attrs[k] for k in ("seed", SEED_PROFILE, LEGACY[SEED_PROFILE]) if k in trial.user_attrs}
     study.enqueue_trial(params, user_attrs={**keep, "retry_of": trial.number})
 
 

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_study, run_study
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+from sparseinfer_dse.search.trial_profile import trial_profile
 from sparseinfer_dse.search.storage import is_lost, normalize_url, open_storage, study_counts
 
 from pg_server import free_port  # tests/search is on sys.path (conftest.py)
@@ -73,9 +74,9 @@ def _poll_study(url, name, timeout=WAIT_S):
 
 
 def _running_of(study, pid):
-    """Trials that worker `pid` is evaluating (its profile chosen: `alphas` recorded)."""
+    """Trials that worker `pid` is evaluating (its profile chosen: `profile` recorded)."""
     return [t.number for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get("worker", "") and "alphas" in t.user_attrs]
+            if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get("worker", "") and "profile" in t.user_attrs]
 
 
 def _stop_mid_trial(proc, url, name, sig, min_complete=1, timeout=WAIT_S):
@@ -136,7 +137,7 @@ def _assert_seeds_once(trials):
     done = [t for t in trials if t.state == TrialState.COMPLETE and "seed" in t.user_attrs]
     assert Counter(t.user_attrs["seed"] for t in done) == Counter(list(SEEDS))
     for t in done:
-        assert t.user_attrs["alphas"] == SEEDS[t.user_attrs["seed"]]
+        assert list(trial_profile(t.user_attrs).alphas) == SEEDS[t.user_attrs["seed"]]
 
 
 # ---- engine-free checks of the driver against the real server --------------------------------
@@ -149,9 +150,9 @@ FAKE_WORKER = textwrap.dedent('''
     class Ev:
         def latency(self, a):
             time.sleep(0.3)
-            return {"ms": 10 + 5 * sum(a) / len(a), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
         def full(self, a):
             raise AssertionError("no lm-eval here")
     space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
@@ -192,10 +193,10 @@ def test_lost_trials_are_failed_requeued_and_not_counted(tmp_path):
             self.calls += 1
             if self.calls == self.interrupt_at:
                 raise KeyboardInterrupt
-            return {"ms": 10 + 5 * sum(a) / len(a), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
 
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
 
     cfg = SearchConfig(6, space, "proxy", "tpe", 0, None, "lost", url, identity={"model": "fake"}, worker="w",
                        heartbeat_interval=1, grace_period=2)
@@ -250,10 +251,10 @@ def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
                 (tid,) = [t._trial_id for t in study.get_trials(states=(TrialState.RUNNING,))]
                 study._storage.set_trial_state_values(tid, state=TrialState.FAIL)
                 requeue_lost(study, study._storage.get_trial(tid))
-            return {"ms": 10 + 5 * sum(a) / len(a), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
 
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
 
     run_study(study, cfg, Ev(), on_lost=lost.append)
     trials = study.get_trials()

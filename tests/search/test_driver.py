@@ -24,19 +24,20 @@ class FakeEvaluator:
         self.full_calls = []
         self.fail_on = set(fail_on)
 
-    def latency(self, alphas):
+    def latency(self, profile):
+        alphas = profile.alphas
         self.calls += 1
         if self.calls in self.fail_on:
             raise RuntimeError("kernel exploded")
         ms = 10.0 + 5.0 * sum(alphas) / len(alphas)
         return {"ms": ms, "ratio": ms / 16.0, "noise_ms": 0.01, "layer_sparsity": [0.5] * len(alphas)}
 
-    def proxy(self, alphas):
-        return {"score": -sum((1.1 - a) ** 2 for a in alphas), "kl": 0.0, "top1": 1.0}
+    def proxy(self, profile):
+        return {"score": -sum((1.1 - a) ** 2 for a in profile.alphas), "kl": 0.0, "top1": 1.0}
 
-    def full(self, alphas):
-        self.full_calls.append(tuple(alphas))
-        return {"accuracy": 100.0 - 50 * sum((1.1 - a) ** 2 for a in alphas)}
+    def full(self, profile):
+        self.full_calls.append(profile.alphas)
+        return {"accuracy": 100.0 - 50 * sum((1.1 - a) ** 2 for a in profile.alphas)}
 
 
 def _cfg(tmp_path, budget, fidelity="proxy", **identity):
@@ -59,7 +60,7 @@ def test_seeds_budget_resume_and_front(tmp_path):
     assert finished_count(study) == 5
     seeds = [t.user_attrs.get("seed") for t in study.trials[:2]]
     assert seeds == ["uniform-1.00", "paper-1.03"]
-    assert study.trials[1].user_attrs["alphas"] == [1.03, 1.03, 1.0, 1.0]
+    assert AlphaProfile.from_dict(study.trials[1].user_attrs["profile"]).alphas == (1.03, 1.03, 1.0, 1.0)
     # resume: same command with a larger budget adds trials up to it; seeds are not re-enqueued
     cfg2 = _cfg(tmp_path, 8)
     study2 = open_study(cfg2)
@@ -155,8 +156,8 @@ def test_interrupt_swallowed_inside_a_trial_still_fails_it_and_stops(tmp_path, i
     from sparseinfer_dse import interrupts
 
     class InterruptedOnThirdLatency(FakeEvaluator):
-        def latency(self, alphas):
-            out = super().latency(alphas)
+        def latency(self, profile):
+            out = super().latency(profile)
             if self.calls == 3:
                 interrupt_inside_c_callback()
             return out

@@ -5,6 +5,7 @@ import optuna
 import pytest
 from hypothesis import given, strategies as st
 
+from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.pareto import dominates, front_mask, hypervolume_2d
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
@@ -16,8 +17,8 @@ GRID = parse_alpha_grid("0.95:1.10", 0.01)
 def test_seed_profiles_are_representable(text):
     space = make_space(text, 8, GRID)
     for alphas in ([1.0] * 8, [1.03] * 4 + [1.0] * 4):
-        trial = optuna.trial.FixedTrial(space.params_for(alphas))
-        got = space.suggest(trial)
+        trial = optuna.trial.FixedTrial(space.params_for(AlphaProfile(tuple(alphas))))
+        got = space.suggest(trial).alphas
         if text != "groups:3":  # 8 layers in 3 groups cannot hold the half/half split exactly
             assert got == tuple(alphas)
         assert len(got) == 8 and all(0.95 <= a <= 1.10 for a in got)
@@ -25,7 +26,7 @@ def test_seed_profiles_are_representable(text):
 
 def test_early_block_shape():
     space = make_space("early-block", 6, GRID)
-    assert space.suggest(optuna.trial.FixedTrial({"alpha": 1.05, "first": 2})) == (1.05, 1.05, 1.0, 1.0, 1.0, 1.0)
+    assert space.suggest(optuna.trial.FixedTrial({"alpha": 1.05, "first": 2})).alphas == (1.05, 1.05, 1.0, 1.0, 1.0, 1.0)
 
 
 def test_groups_cover_all_layers_contiguously():

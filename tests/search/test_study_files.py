@@ -36,13 +36,18 @@ def test_bad_study_file_is_one_line_error(tmp_path):
 
 def _resolved(monkeypatch, args):
     """The settings `search` would run with (run_search replaced by a recorder)."""
-    import sparseinfer_dse.cli.search as sc
+    import sparseinfer_dse.search.session as session
     from typer.testing import CliRunner
 
     from sparseinfer_dse.cli import _register, app
 
     seen = {}
-    monkeypatch.setattr(sc, "run_search", lambda v: seen.update(v))
+
+    def record(opts, say):
+        seen.update(opts.to_dict())
+        return session.SearchOutcome(opts.out_dir, {"trials": {"COMPLETE": 0}, "front_size": 0})
+
+    monkeypatch.setattr(session, "run_search", record)
     _register()
     result = CliRunner().invoke(app, ["search", *args])
     assert result.exit_code == 0, result.output
