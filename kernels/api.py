@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from sparseinfer_kernels.interface import (  # noqa: F401 - the public names of the kernel API
+from sparseinfer_kernels.interface import (
     BACKENDS,
     COMP,
     DTYPES,
@@ -29,6 +29,9 @@ from sparseinfer_kernels.interface import (  # noqa: F401 - the public names of 
     check_input,
     check_weights,
 )
+
+__all__ = ["BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "Counters", "MLPResult", "PreparedMLP",
+           "available_backends", "check_input", "check_weights", "get_backend"]
 
 
 def _cuda_usable() -> bool:

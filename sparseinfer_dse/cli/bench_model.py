@@ -57,7 +57,7 @@ def bench_model_command(
                                    mlp_share=mlp_share, allow_model_mismatch=allow_model_mismatch)
     if omp_warning:
         res["warnings"] = [omp_warning]
-    from sparseinfer_dse.engine.latency import format_table
+    from sparseinfer_dse.engine.latency_table import format_table
 
     typer.echo(format_table(res))
     if json_out is not None:

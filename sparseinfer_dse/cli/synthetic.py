@@ -30,7 +30,8 @@ def synthetic_build_command(
 
     from sparseinfer_dse.errors import UserError
     from sparseinfer_dse.models.loading import resolve_dtype
-    from sparseinfer_dse.models.synthetic import build_synthetic, decode_sparsity, weight_bytes
+    from sparseinfer_dse.engine.layer_stats import decode_sparsity
+    from sparseinfer_dse.models.synthetic import build_synthetic, weight_bytes
 
     dt = resolve_dtype(dtype)
     dt = torch.float32 if dt == "auto" else dt

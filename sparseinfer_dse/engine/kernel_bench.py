@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 from sparseinfer_kernels.api import get_backend
 from sparseinfer_kernels.synthetic import synthetic_mlp
 
-from sparseinfer_dse.engine.latency import set_threads
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.machine import set_threads
 
 DEFAULT_SHAPES = ((4096, 11008), (5120, 13824))  # ProSparse-Llama2-7B, -13B (d x k)
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.9)

@@ -11,14 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from sparseinfer_dse.engine.latency import (MAIN_VARIANT, VARIANTS, gsm8k_prompts, measure_decode_latency, set_threads,
-                                            thread_counts)
+from sparseinfer_dse.engine.latency import MAIN_VARIANT, VARIANTS, measure_decode_latency
+from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.machine import device_name
+from sparseinfer_dse.machine import device_name, set_threads, thread_counts
 from sparseinfer_dse.models.loading import ModelSpec, load_model
-from sparseinfer_dse.models.synthetic import is_synthetic_name, load_synthetic, weight_bytes
+from sparseinfer_dse.models.synthetic import weight_bytes
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,6 @@ def order_variants(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _load(spec: ModelSpec) -> Any:
-    if is_synthetic_name(spec.model) and not Path(spec.model).exists():
-        return load_synthetic(spec)
-    return load_model(spec, weights=True, tokenizer=True)
-
-
 def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     """Measure; `say` gets the one-line description of the run before it starts."""
     if bench.tokens < 1 or bench.prompts < 1 or bench.repeats < 1 or bench.warmup < 0:
@@ -67,7 +61,7 @@ def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     given = AlphaProfile.load(bench.profile) if bench.profile is not None else None  # fails before the load
     load_avg_start = os.getloadavg()
     t0 = time.perf_counter()
-    lm = _load(bench.spec)
+    lm = load_model(bench.spec, weights=True, tokenizer=True)
     load_s = time.perf_counter() - t0
     if lm.tokenizer is None:
         raise UserError(f"{bench.spec.model} has no tokenizer; bench model needs one to encode the prompts")

@@ -16,7 +16,8 @@ from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import ModelFacts, dense_baseline
 from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks
-from sparseinfer_dse.eval.proxy import DenseReference, load_calibration, proxy_metrics
+from sparseinfer_dse.eval.calibration import load_calibration
+from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from sparseinfer_dse.engine.latency import gsm8k_prompts, measure_decode_latency, prepare_workload
+from sparseinfer_dse.engine.decode import prepare_workload
+from sparseinfer_dse.engine.latency import measure_decode_latency
+from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import dense_baseline
 from sparseinfer_dse.eval.harness import evaluate_tasks
-from sparseinfer_dse.eval.proxy import DenseReference, load_calibration, proxy_metrics
+from sparseinfer_dse.eval.calibration import load_calibration
+from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
 from sparseinfer_dse.search.options import EvalSettings
 
 def median_noise_ms(res: dict[str, Any], prefix: str) -> float:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sparseinfer_dse import interrupts
-from sparseinfer_dse.engine.latency import set_threads
 from sparseinfer_dse.engine.sparsify import sparsify
-from sparseinfer_dse.machine import device_name
+from sparseinfer_dse.machine import device_name, set_threads
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, front_trials, open_study, run_study
 from sparseinfer_dse.search.evaluator import SearchEvaluator
