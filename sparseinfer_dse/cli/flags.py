@@ -8,8 +8,7 @@ from typing import Iterator
 
 import click
 
-from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.errors import OptionError, UserError
 
 
 def flag_names(command: click.Command) -> dict[str, str]:

@@ -25,9 +25,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sparseinfer_dse.engine.profile import AlphaProfile
-from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.interrupts import check as check_interrupt
-from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.search.pareto import dominates, front_mask
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,

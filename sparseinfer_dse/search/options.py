@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
-from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.search.spaces import AlphaGrid, parse_alpha_grid, parse_space
 
 FIDELITIES = ("full", "proxy", "staged")

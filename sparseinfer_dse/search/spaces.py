@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError, check_alpha
-from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.errors import OptionError
 
 
 @dataclass(frozen=True)

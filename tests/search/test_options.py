@@ -12,7 +12,7 @@ import pytest
 
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.search.driver import front_trials
-from sparseinfer_dse.search.option_error import OptionError
+from sparseinfer_dse.errors import OptionError
 from sparseinfer_dse.search.options import SearchOptions
 from sparseinfer_dse.search.outputs import trials_frame, write_outputs
 from sparseinfer_dse.search.trial_profile import trial_profile
