@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any, Optional
 
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError
 
 
 def cpu_name() -> str:
@@ -50,9 +50,9 @@ def set_threads(n: int) -> None:
     import torch
 
     if n < 1:
-        raise UserError("--threads must be at least 1")
+        raise OptionError("threads", "{threads} must be at least 1")
     if n > numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"--threads {n} exceeds Numba's maximum here ({numba.config.NUMBA_NUM_THREADS}; "
+        raise OptionError("threads", f"{{threads}} {n} exceeds Numba's maximum here ({numba.config.NUMBA_NUM_THREADS}; "
                         "set NUMBA_NUM_THREADS before starting to raise it)")
     # Numba first: starting its OpenMP pool can reset the OpenMP thread count torch reads when both
     # share one libgomp, so torch's setting has to come after.

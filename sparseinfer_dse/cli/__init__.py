@@ -81,11 +81,13 @@ def main() -> None:
     # Idle OpenMP threads must not spin between kernel calls (measured on 2 cores: sparse decode
     # 1.12x faster than dense with the default policy, 2.06x with PASSIVE). Before torch is imported.
     passive_openmp()
+    from sparseinfer_dse.cli.flags import flags_in_errors
     from sparseinfer_dse.errors import UserError
 
     _register()
     try:
-        app()
+        with flags_in_errors(typer.main.get_command(app)):  # a setting's field shown as its flag
+            app()
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None

@@ -12,10 +12,15 @@ from sparseinfer_dse.errors import OptionError, UserError
 
 
 def flag_names(command: click.Command) -> dict[str, str]:
-    """Each option's field name -> its long flag, as the command declares them (classes are not
-    compared: typer may vendor its own click)."""
-    return {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0])
-            for p in command.params if p.param_type_name == "option" and p.name}
+    """Each option's field name -> its long flag, as the commands declare them (a group: all of its
+    commands; one field has one flag everywhere, which tests/cli/test_flags.py checks). Classes are
+    not compared: typer may vendor its own click."""
+    out: dict[str, str] = {}
+    for sub in getattr(command, "commands", {}).values():
+        out.update(flag_names(sub))
+    out.update({p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0])
+                for p in command.params if p.param_type_name == "option" and p.name})
+    return out
 
 
 def given_flags(ctx: click.Context) -> dict[str, object]:
@@ -31,9 +36,9 @@ def given_flags(ctx: click.Context) -> dict[str, object]:
 
 
 @contextmanager
-def flags_in_errors(ctx: click.Context) -> Iterator[None]:
-    """Re-raise an OptionError as a UserError that names the command's flags."""
+def flags_in_errors(command: click.Command) -> Iterator[None]:
+    """Re-raise an OptionError from the library as a UserError that names `command`'s flags."""
     try:
         yield
     except OptionError as exc:
-        raise UserError(exc.render(flag_names(ctx.command))) from None
+        raise UserError(exc.render(flag_names(command))) from None

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sparseinfer_dse.cli.flags import flags_in_errors, given_flags
+from sparseinfer_dse.cli.flags import given_flags
 from sparseinfer_dse.cli.options import DecodeActivationOpt, DeviceOpt, DtypeOpt, GgufFileOpt, ModelOpt
 
 
@@ -63,8 +63,7 @@ def search_command(
     from sparseinfer_dse.search.session import run_search
 
     given = {k: v for k, v in given_flags(ctx).items() if k != "study"}
-    with flags_in_errors(ctx):
-        outcome = run_search(SearchOptions.resolve(given, study), say=typer.echo)
+    outcome = run_search(SearchOptions.resolve(given, study), say=typer.echo)
     out = outcome.out
     if outcome.writing_interrupted:
         typer.echo(f"interrupted while writing {out}: every finished trial is kept in the study; rerun the "

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError
 
 
 def device_sync(device: torch.device) -> None:
@@ -102,7 +102,7 @@ def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], t
     """Prefill every prompt (dense) and fix the `tokens` token ids each decode run will be fed: the
     model's dense greedy continuation. With a handle, decoding runs dense (`enabled=False`) here."""
     if tokens < 1:
-        raise UserError("--tokens must be at least 1")
+        raise OptionError("tokens", "{tokens} must be at least 1")
     device = model_device(model)
     runs, prefill_s = [], []
     for prompt in prompts:

@@ -30,7 +30,7 @@ from torch import nn
 from sparseinfer_dse.engine.decode import Workload, device_sync, prepare_workload, replay
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.sparsify import SparsifiedModel
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.machine import thread_counts
 from sparseinfer_dse.models.discovery import decoder_layers
 
@@ -131,7 +131,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
         if v not in VARIANTS:
             raise UserError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
     if repeats < 1:
-        raise UserError("--repeats must be at least 1")
+        raise OptionError("repeats", "{repeats} must be at least 1")
     if workload is None:
         if tokenizer is None:
             raise UserError("a tokenizer is needed to build the prompts")

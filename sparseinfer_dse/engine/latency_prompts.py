@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from sparseinfer_dse.data.prompts import format_question, load_prompts
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError
 
 # Used when no --data-dir is given: GSM8K-style questions written for this tool (not GSM8K items).
 BUILTIN_QUESTIONS = (
@@ -32,11 +32,11 @@ BUILTIN_QUESTIONS = (
 def gsm8k_prompts(n: int, data_dir: Optional[Path | str] = None) -> list[str]:
     """The first `n` GSM8K test questions from DATA_DIR/gsm8k/test.jsonl, or the built-in ones."""
     if n < 1:
-        raise UserError("--prompts must be at least 1")
+        raise OptionError("prompts", "{prompts} must be at least 1")
     if data_dir is None:
         prompts = [format_question(q) for q in BUILTIN_QUESTIONS[:n]]
     else:
         prompts = load_prompts("gsm8k", n, Path(data_dir))
     if len(prompts) < n:
-        raise UserError(f"only {len(prompts)} prompts available, --prompts {n} asked for")
+        raise OptionError("prompts", f"only {len(prompts)} prompts available, {{prompts}} {n} asked for")
     return prompts

@@ -15,7 +15,7 @@ from sparseinfer_dse.engine.latency import MAIN_VARIANT, VARIANTS, measure_decod
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.engine.sparsify import sparsify
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.machine import device_name, set_threads, thread_counts
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.models.synthetic import weight_bytes
@@ -44,7 +44,7 @@ def order_variants(names: Sequence[str]) -> tuple[str, ...]:
     names = [v.strip().lower() for v in names if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad or not names:
-        raise UserError(f"--variants must list some of {', '.join(VARIANTS)}, got {','.join(names)!r}")
+        raise OptionError("variants", f"{{variants}} must list some of {', '.join(VARIANTS)}, got {','.join(names)!r}")
     if MAIN_VARIANT in names:
         names.remove(MAIN_VARIANT)
         names.insert(0, MAIN_VARIANT)
@@ -53,8 +53,9 @@ def order_variants(names: Sequence[str]) -> tuple[str, ...]:
 
 def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     """Measure; `say` gets the one-line description of the run before it starts."""
-    if bench.tokens < 1 or bench.prompts < 1 or bench.repeats < 1 or bench.warmup < 0:
-        raise UserError("--tokens, --prompts and --repeats must be at least 1, --warmup at least 0")
+    for field, least in (("tokens", 1), ("prompts", 1), ("repeats", 1), ("warmup", 0)):
+        if getattr(bench, field) < least:
+            raise OptionError(field, f"{{{field}}} must be at least {least}, not {getattr(bench, field)}")
     if bench.threads is not None:
         set_threads(bench.threads)
     texts = gsm8k_prompts(bench.prompts, bench.data_dir)

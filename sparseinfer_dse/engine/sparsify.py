@@ -15,7 +15,7 @@ from torch import nn
 from sparseinfer_dse.engine.layer_stats import LayerCounts
 from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
 from sparseinfer_dse.engine.sparse_mlp import EngineOptions, LayerStats, SparseInferMLP
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.applicability import require_applicable
 from sparseinfer_dse.models.discovery import decoder_layers, discover_mlps
 from sparseinfer_kernels.api import BACKENDS, available_backends, get_backend
@@ -31,13 +31,13 @@ def choose_backend(name: str, device: torch.device) -> str:
             return "numba-cuda" if "numba-cuda" in avail else "torch"
         return "numba-cpu"
     if name not in BACKEND_CHOICES:
-        raise UserError(f"--backend must be one of {', '.join(BACKEND_CHOICES)}, not {name!r}")
+        raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {name!r}")
     if name not in avail:
         raise UserError(f"backend {name} cannot run here (available: {', '.join(avail)})")
     if name == "numba-cpu" and device.type != "cpu":
-        raise UserError("backend numba-cpu needs the model on --device cpu")
+        raise OptionError("device", "backend numba-cpu needs the model on {device} cpu")
     if name == "numba-cuda" and device.type != "cuda":
-        raise UserError("backend numba-cuda needs the model on --device cuda")
+        raise OptionError("device", "backend numba-cuda needs the model on {device} cuda")
     return name
 
 

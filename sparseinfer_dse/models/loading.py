@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sparseinfer_dse.demo import checkpoint_dir
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.activations import FATReLU, Activation
 from sparseinfer_dse.models.discovery import GatedMLP, decoder_layers, discover_mlps
 from sparseinfer_dse.models.identity import ModelIdentity, config_hash
@@ -73,9 +73,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"--device must be cpu, cuda or auto, not {device!r}")
+        raise OptionError("device", f"{{device}} must be cpu, cuda or auto, not {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but torch sees no CUDA device here")
+        raise OptionError("device", "{device} cuda was asked for but torch sees no CUDA device here")
     return torch.device(device)
 
 
@@ -83,7 +83,7 @@ def resolve_dtype(dtype: str) -> Any:
     if dtype == "auto":
         return "auto"
     if dtype not in DTYPES:
-        raise UserError(f"--dtype must be auto, float32, float16 or bfloat16, not {dtype!r}")
+        raise OptionError("dtype", f"{{dtype}} must be auto, float32, float16 or bfloat16, not {dtype!r}")
     return DTYPES[dtype]
 
 
@@ -108,7 +108,7 @@ def resolve_source(spec: ModelSpec) -> Source:
     if p.is_dir():
         if spec.gguf_file:
             if not (p / spec.gguf_file).is_file():
-                raise UserError(f"--gguf-file {spec.gguf_file} not found in {p}")
+                raise OptionError("gguf_file", f"{{gguf_file}} {spec.gguf_file} not found in {p}")
             return Source("gguf", str(p), spec.gguf_file)
         if (p / "config.json").is_file():
             return Source("dir", str(p))
@@ -116,7 +116,7 @@ def resolve_source(spec: ModelSpec) -> Source:
         if len(ggufs) == 1:
             return Source("gguf", str(p), ggufs[0])
         if ggufs:
-            raise UserError(f"{p} holds several .gguf files ({', '.join(ggufs)}); choose one with --gguf-file")
+            raise OptionError("gguf_file", f"{p} holds several .gguf files ({', '.join(ggufs)}); choose one with {{gguf_file}}")
         raise UserError(f"{p} has no config.json and no .gguf file: not a model directory")
     looks_like_path = spec.model.startswith((".", "/", "~")) or spec.model.endswith(".gguf") or "\\" in spec.model
     if looks_like_path or not _HUB_ID.match(spec.model):
@@ -174,7 +174,7 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
     from transformers import AutoModelForCausalLM
 
     if spec.decode_activation not in (None, *DECODE_ACTIVATIONS):
-        raise UserError(f"--decode-activation must be one of {', '.join(DECODE_ACTIVATIONS)}, not {spec.decode_activation!r}")
+        raise OptionError("decode_activation", f"{{decode_activation}} must be one of {', '.join(DECODE_ACTIVATIONS)}, not {spec.decode_activation!r}")
     source = resolve_source(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype)
@@ -182,7 +182,7 @@ def load_model(spec: ModelSpec, *, weights: bool = True, tokenizer: bool = False
     tok, notes = None, []
     if source.kind == "synthetic":
         if spec.gguf_file:
-            raise UserError("--gguf-file does not apply to a synthetic model")
+            raise OptionError("gguf_file", "{gguf_file} does not apply to a synthetic model")
         dtype = torch.float32 if dtype == "auto" else dtype
         notes.append("synthetic random weights (seed 0), not a trained model")
     if weights and source.kind == "synthetic":

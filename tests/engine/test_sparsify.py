@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparseinfer_dse.engine import sparsify
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
 
@@ -126,8 +126,9 @@ def test_profile_checks(tiny_model):
 
 def test_backend_choice_errors(tiny_model):
     lm = load_model(ModelSpec(str(tiny_model("llama-relu"))))
-    with pytest.raises(UserError, match="--backend"):
+    with pytest.raises(OptionError, match="^backend must be one of") as info:
         sparsify(lm, None, "cublas")
+    assert info.value.field == "backend"
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="numba-cuda cannot run here"):
             sparsify(lm, None, "numba-cuda")
