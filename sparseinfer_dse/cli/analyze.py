@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.cli.options import (
     DecodeActivationOpt,
     DeviceOpt,
@@ -43,48 +41,16 @@ def analyze_command(
     (for ReLU models, exactly); with --profile it follows the sparsified model.
     """
     import pandas as pd
-    import torch
-    from tqdm import tqdm
 
-    from sparseinfer_dse.engine import sparsify
-    from sparseinfer_dse.engine.analysis import PredictorAnalysis
-    from sparseinfer_dse.engine.analysis_plot import plot_layers
-    from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.engine.profile import AlphaProfile, parse_alpha_list
-    from sparseinfer_dse.data.prompts import load_prompts
+    from sparseinfer_dse.engine.analysis_job import Analysis, run_analysis, write_analysis
+    from sparseinfer_dse.models.loading import ModelSpec
 
-    alpha_list = parse_alpha_list(alphas)
-    texts = load_prompts(prompts, limit, data_dir)
-    given = AlphaProfile.load(profile) if profile else None  # a bad file fails before the model loads
-    lm = load_model(ModelSpec(model, gguf_file, device, dtype, decode_activation), tokenizer=True)
-    prof = given.check_model(lm.identity, allow_model_mismatch) if given else None
-    handle = sparsify(lm, prof, backend)
-    if handle.notice and not lm.activation.is_sparse:
-        typer.echo(f"note: {handle.notice}", err=True)
-    if prof is None:
-        handle.configure(predict=False)
-    else:
-        alpha_list = sorted(set(alpha_list) | {a for a in prof.alphas if a is not None})
-    analysis = PredictorAnalysis(handle, alpha_list)
-    tok = lm.tokenizer
-    with torch.no_grad():
-        for text in tqdm(texts, desc="decoding prompts", unit="prompt"):
-            enc = tok(text, return_tensors="pt").to(lm.device)
-            lm.model.generate(**enc, max_new_tokens=tokens, do_sample=False, min_new_tokens=tokens,
-                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    analysis.detach()
-    rows = analysis.rows()
-    df = pd.DataFrame(rows)
-    _print_table(df, alpha_list)
+    job = Analysis(ModelSpec(model, gguf_file, device, dtype, decode_activation), profile, prompts, limit, tokens,
+                   alphas, data_dir, out, backend, allow_model_mismatch)
+    result = run_analysis(job, say=lambda msg: typer.echo(msg, err=True))
+    _print_table(pd.DataFrame(result["rows"]), result["alphas"])
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with replaced(out / "layers.csv") as tmp:
-            df.to_csv(tmp, index=False)
-        meta = {"model": model, "profile": str(profile) if profile else None, "prompts": prompts, "limit": len(texts),
-                "tokens": tokens, "backend": handle.backend, "decode_activation": lm.spec.decode_activation}
-        write_text(out / "layers.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
-        plot_layers(rows, out / "layers.png", f"{model}: sign predictor per layer ({len(texts)} prompts x {tokens} tokens)")
-        typer.echo(f"wrote {out / 'layers.csv'}, layers.json, layers.png")
+        typer.echo(f"wrote {write_analysis(result, out)}, layers.json, layers.png")
 
 
 def _fmt(v: Optional[float]) -> str:
