@@ -16,10 +16,10 @@ from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import dense_baseline
-from sparseinfer_dse.eval.harness import evaluate_tasks
+from sparseinfer_dse.eval.harness import DEFAULT_SEED, evaluate_tasks
 from sparseinfer_dse.eval.calibration import load_calibration
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
-from sparseinfer_dse.search.options import EvalSettings
+from sparseinfer_dse.search.options import SearchOptions
 
 def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
     """Half-width of a ~95% interval of a median latency, from its p10/p90 and sample count."""
@@ -29,7 +29,8 @@ def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
 
 
 class SearchEvaluator:
-    def __init__(self, lm: Any, handle: Any, settings: EvalSettings, progress: bool = True) -> None:
+    def __init__(self, lm: Any, handle: Any, settings: SearchOptions, progress: bool = True) -> None:
+        """`settings` are the search's options (tasks, proxy, latency workload); lm-eval runs with its fixed seed."""
         self.lm, self.handle, self.s = lm, handle, settings
         self.reference_ms: Optional[float] = None  # the study's dense ms/token (set by the caller)
         self.tok = lm.tokenizer
@@ -52,8 +53,8 @@ class SearchEvaluator:
 
     @property
     def accuracy_label(self) -> str:
-        if self.s.tasks:
-            return f"lm-eval accuracy (points, {'+'.join(self.s.tasks)})"
+        if self.s.task_list:
+            return f"lm-eval accuracy (points, {'+'.join(self.s.task_list)})"
         return "proxy: -KL(dense||sparse) (nats)" if self.s.proxy_metric == "kl" else "proxy: top-1 agreement (%)"
 
     # ---- the reference point -------------------------------------------------------------------
@@ -63,9 +64,9 @@ class SearchEvaluator:
                                      variants=(), include_dense=True, mlp_share=False, collect_sparsity=False)
         out: dict[str, Any] = {"ms": res["dense_ms_per_token"], "p10_ms": res["dense_p10_ms"],
                                "p90_ms": res["dense_p90_ms"], "score": self.proxy_score(0.0, 1.0)}
-        if self.s.tasks:
-            rows = dense_baseline(self.lm, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
-                                  self.s.batch_size, self.s.data_dir, self.s.seed, handle=self.handle)
+        if self.s.task_list:
+            rows = dense_baseline(self.lm, self.tok, list(self.s.task_list), self.s.limit, self.s.num_fewshot,
+                                  self.s.batch_size, self.s.data_dir, DEFAULT_SEED, handle=self.handle)
             out["accuracy_full"] = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
             out["per_task"] = {t: r["value"] for t, r in rows.items()}
         return out
@@ -102,11 +103,11 @@ class SearchEvaluator:
                 "seconds": m["seconds"]}
 
     def full(self, profile: AlphaProfile) -> dict[str, Any]:
-        if not self.s.tasks:
+        if not self.s.task_list:
             raise UserError("lm-eval fidelity needs --tasks")
         self.handle.set_profile(profile)
-        rows = evaluate_tasks(self.handle, self.tok, list(self.s.tasks), self.s.limit, self.s.num_fewshot,
-                              self.s.batch_size, self.s.data_dir, self.s.seed)
+        rows = evaluate_tasks(self.handle, self.tok, list(self.s.task_list), self.s.limit, self.s.num_fewshot,
+                              self.s.batch_size, self.s.data_dir, DEFAULT_SEED)
         acc = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
         return {"accuracy": acc, "per_task": {t: r["value"] for t, r in rows.items()},
                 "seconds": round(sum(r.get("seconds", 0.0) for r in rows.values()), 2)}

@@ -27,28 +27,6 @@ DEMO_DEFAULTS: dict[str, Any] = {"tasks": "demo_arith", "limit": 100, "alpha_ran
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    """What the trial evaluator (search/evaluator.py) needs: tasks, proxy and latency workload."""
-
-    tasks: tuple[str, ...] = ()
-    limit: Optional[int] = None
-    num_fewshot: Optional[int] = None
-    batch_size: int = 16
-    data_dir: Optional[Path] = None
-    seed: int = 1234
-    calibration: Optional[str] = None
-    calibration_samples: int = 32
-    proxy_metric: str = "kl"
-    latency_tokens: int = 16
-    latency_prompts: int = 2
-    latency_repeats: int = 3
-
-    def __post_init__(self) -> None:
-        if self.proxy_metric not in PROXY_METRICS:
-            raise OptionError("proxy_metric", f"{{proxy_metric}} must be kl or top1, not {self.proxy_metric!r}")
-
-
-@dataclass(frozen=True)
 class SearchOptions:
     """Every setting of `search`, one field per option (the study TOML's keys)."""
 
@@ -113,7 +91,8 @@ class SearchOptions:
             raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp or random, not {self.sampler!r}")
         if self.backend not in BACKEND_CHOICES:
             raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
-        self.eval_settings()  # checks the proxy metric
+        if self.proxy_metric not in PROXY_METRICS:
+            raise OptionError("proxy_metric", f"{{proxy_metric}} must be kl or top1, not {self.proxy_metric!r}")
         parse_space(self.space)
         self.grid  # noqa: B018  (checks alpha_range and alpha_step)
         for key in ("calibration_samples", "latency_tokens", "latency_prompts", "latency_repeats", "batch_size"):
@@ -145,13 +124,6 @@ class SearchOptions:
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
-
-    def eval_settings(self) -> EvalSettings:
-        return EvalSettings(tasks=self.task_list, limit=self.limit, num_fewshot=self.num_fewshot,
-                            batch_size=self.batch_size, data_dir=self.data_dir, calibration=self.calibration,
-                            calibration_samples=self.calibration_samples, proxy_metric=self.proxy_metric,
-                            latency_tokens=self.latency_tokens, latency_prompts=self.latency_prompts,
-                            latency_repeats=self.latency_repeats)
 
     def study_identity(self, *, config_hash: str, dtype: str, space: str, device_kind: str, backend: str,
                        decode_activation: Optional[str]) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     optuna_quiet()
     study.set_user_attr("budget", budget)  # shown by `status` (the last worker's --budget)
     say(f"preparing: latency workload and proxy reference for {opts.model} ({lm.device}, backend {handle.backend})")
-    ev = SearchEvaluator(lm, handle, opts.eval_settings(), progress=False)
+    ev = SearchEvaluator(lm, handle, opts, progress=False)
     dense = study.user_attrs.get("dense")
     if dense is None:  # the first worker measures it; a worker racing it measures too, harmlessly
         dense = ev.dense()
