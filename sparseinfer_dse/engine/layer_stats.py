@@ -27,6 +27,9 @@ from sparseinfer_dse.models.discovery import discover_mlps
 from sparseinfer_kernels.signs import count_negative, nneg_threshold, pack_signs
 
 
+COUNTS = ("tokens", "zero", "predicted", "hit", "gained", "computed")  # the summed fields of LayerCounts
+
+
 @dataclass
 class LayerCounts:
     """Rows by fate over the decode tokens one layer saw (every count sums over tokens)."""
@@ -61,9 +64,8 @@ class LayerCounts:
     def minus(self, before: "LayerCounts") -> "LayerCounts":
         """The counts added since `before` (a copy taken earlier)."""
         out = LayerCounts(self.k, observed=self.observed, kernel=self.kernel)
-        for f in fields(self):
-            if f.type in ("int", int) and f.name != "k":
-                setattr(out, f.name, getattr(self, f.name) - getattr(before, f.name))
+        for name in COUNTS:
+            setattr(out, name, getattr(self, name) - getattr(before, name))
         return out
 
     def copy(self) -> "LayerCounts":

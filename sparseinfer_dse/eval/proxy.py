@@ -24,7 +24,6 @@ trial only runs the sparse pass: `proxy_metrics(handle, tok, reference)`.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +190,3 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
         "seconds": round(time.perf_counter() - t0, 3),
         "dense_seconds": round(ref.seconds, 3),
     }
-
-
-def perplexity(nll: float) -> float:
-    return math.exp(nll) if nll < 700 else float("inf")

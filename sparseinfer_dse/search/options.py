@@ -2,7 +2,7 @@
 
 One precedence rule, written once in `SearchOptions.resolve`: a value given on the command line
 wins over the study TOML, which wins over the built-in defaults (the demo model's own defaults
-included, as in studies/demo.toml). Errors name the field (search/option_error.py); a front end
+included, as in studies/demo.toml). Errors name the field (`OptionError`, errors.py); a front end
 shows its own name for it (the CLI its flag).
 """
 
