@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "sparseinfer_dse.interrupts": 1,
     "sparseinfer_dse.machine": 1,
     "sparseinfer_dse.openmp": 1,
+    "sparseinfer_dse.stats": 1,  # confidence intervals and paired tests
     "sparseinfer_dse.data": 2,  # shipped GSM8K / BBH files and the prompt readers
     "sparseinfer_dse.demo": 2,  # the demo's checkpoint, problems and lm-eval task (data it supplies)
     "sparseinfer_dse.models": 3,

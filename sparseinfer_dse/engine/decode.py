@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -63,15 +64,35 @@ def prefill(model: nn.Module, ids: torch.Tensor, attention_mask: Optional[torch.
             position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Any]:
     """The prompt in one pass (the MLPs run dense): (last position's logits [B, V], KV cache)."""
     out = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
-    return out.logits[:, -1], out.past_key_values
+    return out.logits[:, -1], _cache_of(out)
 
 
 def step(model: nn.Module, ids: torch.Tensor, cache: Any, attention_mask: Optional[torch.Tensor] = None,
          position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Any]:
     """One decode step, ids [B, 1]: (logits [B, V], the extended cache)."""
-    out = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
-                use_cache=True)
-    return out.logits[:, -1], out.past_key_values
+    out = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+                **{_cache_arg(model): cache})
+    return out.logits[:, -1], _cache_of(out)
+
+
+def _cache_arg(model: nn.Module) -> str:
+    """The KV-cache keyword of the model's forward: `cache` (transformers >= 5.2x), else the older
+    `past_key_values` (which the newer versions still take, with a FutureWarning per call)."""
+    cls = type(model)
+    name = _CACHE_ARG.get(cls)
+    if name is None:
+        name = "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+        _CACHE_ARG[cls] = name
+    return name
+
+
+_CACHE_ARG: dict[type, str] = {}
+
+
+def _cache_of(out: Any) -> Any:
+    """The returned KV cache, under the output's current name (`cache`) or the older one."""
+    keys = out.keys() if hasattr(out, "keys") else ()
+    return out["cache"] if "cache" in keys else out.past_key_values
 
 
 # ---------------------------------------------------------------------------------------------
