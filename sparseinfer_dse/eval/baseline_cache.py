@@ -29,7 +29,7 @@ from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks, par
 from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, cache_root, data_files_for, leaf_tasks
 from sparseinfer_dse.models.identity import config_hash
 
-SCHEMA = 1
+SCHEMA = 2  # 2: rows carry per-document `items` (paired comparisons)
 
 
 def baseline_dir() -> Path:

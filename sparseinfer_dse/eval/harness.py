@@ -24,6 +24,7 @@ from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.demo import TASK_NAME, task_include_path
 from sparseinfer_dse.engine.decode import model_of
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.eval.items import item_scores, pack
 from sparseinfer_dse.eval.offline_tasks import (builtin_offline_tasks, check_data_dir, lm_eval_tasks_dir,
                                                offline_task_dir)
 
@@ -171,6 +172,9 @@ def summarize(results: dict, name: str, seconds: Optional[float] = None) -> dict
 
     leaves = _leaves(results, name)
     row = _row(results, name, sum(n_of(x) for x in leaves), seconds)
+    items = item_scores(results, leaves, row["metric"])
+    if items is not None:
+        row["items"] = pack(items)  # per-document scores, for paired comparisons (eval/items.py)
     kinds = sorted({str(results.get("configs", {}).get(x, {}).get("output_type", "")) for x in leaves} - {""})
     if kinds:
         # only generate_until runs decode steps: loglikelihood scoring is one (dense) prefill pass
@@ -271,8 +275,8 @@ def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | 
                    raw: Optional[dict] = None) -> dict[str, dict]:
     """Evaluate the model as it is now (a SparsifiedModel runs its current profile) on each task.
 
-    Returns {task: {metric, value, stderr, n, metrics, seconds[, subtasks]}} with `value` and
-    `stderr` as fractions (0..1). `dense=True` runs a SparsifiedModel with the engine switched off
+    Returns {task: {metric, value, stderr, n, metrics, seconds, items[, subtasks]}} with `value` and
+    `stderr` as fractions (0..1) and `items` the per-document scores (eval/items.py `pack`). `dense=True` runs a SparsifiedModel with the engine switched off
     (the original MLPs). `out_dir` receives lm-eval's results JSON and samples per task
     (`out_dir/<task>/`). `raw`, if given, is filled with lm-eval's full results per task.
     """
@@ -287,7 +291,7 @@ def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | 
             t0 = time.perf_counter()
             res = run_lm_eval(model, tokenizer, name, task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
                               batch_size=batch_size, seed=seed, gen_kwargs=gen_kwargs,
-                              log_samples=out_dir is not None or raw is not None, verbose=verbose)
+                              log_samples=True, verbose=verbose)
             secs = time.perf_counter() - t0
             out[name] = summarize(res, name, secs)
             if out_dir is not None:
