@@ -28,3 +28,26 @@ def write_text(path: Path | str, text: str) -> Path:
     with replaced(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextmanager
+def replaced_dir(path: Path | str) -> Iterator[Path]:
+    """Yield a new empty folder beside `path`; on success it takes `path`'s place whole (the old
+    folder is renamed aside, the new one renamed in, then the old one deleted), on any exception it
+    is removed and `path` is left as it was. A reader sees the old set of files or the new one."""
+    import shutil
+
+    path = Path(path)
+    tag = f"{os.getpid()}"
+    new = path.with_name(f".{path.name}.new{tag}")
+    old = path.with_name(f".{path.name}.old{tag}")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    try:
+        yield new
+        if path.exists():
+            path.replace(old)
+        new.replace(path)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

@@ -64,21 +64,25 @@ def median_interval(xs: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(med, float(x[k - 1]), float(x[n - k]), coverage)
 
 
-def _resample_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+def _resample_means(values: np.ndarray, weights: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(values), size=(resamples, len(values)))
-    return values[idx].mean(axis=1)
+    w = weights[idx]
+    return (values[idx] * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
 
 
 def mean_interval(xs: Sequence[float], level: float = LEVEL, resamples: int = BOOTSTRAP_RESAMPLES,
-                  seed: int = _SEED) -> Interval:
-    """The mean and its percentile-bootstrap interval (items resampled with replacement)."""
+                  seed: int = _SEED, weights: Optional[Sequence[float]] = None) -> Interval:
+    """The (weighted) mean and its percentile-bootstrap interval (items resampled with replacement;
+    `weights`, e.g. tokens per sequence, travel with their items)."""
     x = np.asarray(xs, dtype=float)
     if len(x) == 0:
         raise ValueError("no samples")
-    means = _resample_means(x, resamples, seed)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    means = _resample_means(x, w, resamples, seed)
     tail = (1.0 - level) / 2.0
-    return Interval(float(x.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail)))
+    est = float((x * w).sum() / w.sum())
+    return Interval(est, float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail)))
 
 
 def paired_delta(a: Sequence[float], b: Sequence[float], level: float = LEVEL,

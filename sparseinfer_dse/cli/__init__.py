@@ -54,10 +54,12 @@ def _register() -> None:
     from sparseinfer_dse.cli.report import report_command
     from sparseinfer_dse.cli.search import search_command
     from sparseinfer_dse.cli.status import status_command
+    from sparseinfer_dse.cli.verify import verify_command
     from sparseinfer_dse.cli.synthetic import synthetic_build_command
 
     app.command("search", short_help="Search alpha profiles for the Pareto front of (latency, accuracy).")(search_command)
     app.command("export", short_help="Export a profile from a search (fastest within an accuracy loss, ...).")(export_command)
+    app.command("verify", short_help="Measure a search's front, seeds and dense again, together (verified.csv).")(verify_command)
     app.command("report", short_help="Redraw a search's HTML report and plots.")(report_command)
     app.command("status", short_help="A search's trials per worker and its current front (shared storage).")(status_command)
     app.command("eval", short_help="lm-eval accuracy (and KL proxy) of a model under a profile, vs dense.")(eval_command)

@@ -35,7 +35,7 @@ def search_command(
     proxy_metric: Annotated[str, typer.Option(help="Proxy objective: kl (maximise -KL) or top1 (agreement %).")] = "kl",
     latency_tokens: Annotated[int, typer.Option(help="Tokens decoded per latency run.")] = 16,
     latency_prompts: Annotated[int, typer.Option(help="Prompts per latency measurement.")] = 2,
-    latency_repeats: Annotated[int, typer.Option(help="Interleaved dense/sparse rounds per trial.")] = 3,
+    latency_repeats: Annotated[int, typer.Option(help="Interleaved dense/sparse rounds per trial; rounds x prompts paired runs give the latency's 95% interval (at least 6 for a real one; 10 by default).")] = 5,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
     backend: Annotated[str, typer.Option(help="auto, numba-cpu, numba-cuda or torch.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch and numba.")] = None,
@@ -44,6 +44,7 @@ def search_command(
     dtype: DtypeOpt = "auto",
     decode_activation: DecodeActivationOpt = None,
     report: Annotated[bool, typer.Option(help="Draw the report at the end.")] = True,
+    verify: Annotated[bool, typer.Option(help="At the end, measure the front, the seeds and dense again, interleaved, with 3x the latency rounds and every task document (verified.csv; `sparseinfer-dse verify` does it later).")] = True,
     heartbeat_interval: Annotated[int, typer.Option(help="Seconds between heartbeats of a running trial (crash detection).")] = 10,
     grace_period: Annotated[int, typer.Option(help="Seconds without heartbeat after which another worker fails a trial as lost and re-enqueues it.")] = 30,
 ) -> None:
@@ -74,5 +75,18 @@ def search_command(
     typer.echo(f"{'interrupted: ' if outcome.interrupted else ''}{sum(summary['trials'].values())} trials ({counts}), "
                f"front of {summary['front_size']} -> {out}/pareto.csv, profiles/, report.html "
                "(rerun the same command to continue)")
+    _show(out)
     if outcome.interrupted:
         raise typer.Exit(130)
+
+
+def _show(out: Path) -> None:
+    """The front (and the verified points) with their intervals and verdicts."""
+    import pandas as pd
+
+    from sparseinfer_dse.search.front_table import format_points
+
+    for name, title in (("pareto.csv", "search front"), ("verified.csv", "verified (measured again, together)")):
+        path = out / name
+        if path.is_file() and path.stat().st_size > 1:
+            typer.echo(f"\n{title}:\n{format_points(pd.read_csv(path))}")

@@ -61,8 +61,13 @@ def render(info: dict[str, Any]) -> str:
         lines.append("Pareto front: empty (no complete trial yet)")
     else:
         lines.append(f"Pareto front ({len(info['front'])} profiles, accuracy = {info['front'][0]['accuracy_column']}):")
-        lines.append(f"{'trial':>6}  {'ms/token':>9}  {'accuracy':>10}  worker")
+        from sparseinfer_dse.search.front_table import with_interval
+
+        lines.append(f"{'trial':>6}  {'ms/token [95% CI]':<24}  {'accuracy [95% CI]':<24}  worker")
         for r in info["front"]:
-            lines.append(f"{r['trial']:>6}  {r['latency_ms']:>9.3f}  {r['accuracy']:>10.4g}  {r['worker'] or '-'}"
-                         + (f"  (seed {r['seed']})" if r.get("seed") else ""))
+            lat = with_interval(r["latency_ms"], r.get("latency_ci_low_ms"), r.get("latency_ci_high_ms"))
+            acc = with_interval(r["accuracy"], r.get("accuracy_low"), r.get("accuracy_high"))
+            lines.append(f"{r['trial']:>6}  {lat:<24}  {acc:<24}  {r['worker'] or '-'}"
+                         + (f"  (seed {r['seed']})" if r.get("seed") else "")
+                         + (f"  vs dense: {r['vs_dense']}" if r.get("vs_dense") else ""))
     return "\n".join(lines)

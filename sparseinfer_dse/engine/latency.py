@@ -32,6 +32,7 @@ from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.sparsify import SparsifiedModel
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.machine import thread_counts
+from sparseinfer_dse.stats import median_interval
 from sparseinfer_dse.models.discovery import decoder_layers
 
 # The four SparseInfer variants of the paper's Fig. 4 (kernel fusion x actual sparsity).
@@ -116,7 +117,8 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     the profile is whatever the handle holds. `prompts` default to 2 built-in GSM8K-style questions.
     `warmup` untimed runs of the first prompt per variant precede `repeats` rounds over all prompts.
     Returns a dict: `dense_ms_per_token`, `sparse_ms_per_token` (the first variant), `speedup`, p10/p90
-    of each, `variants` (per-variant figures), `dense_mlp_ms_per_token` and `mlp_share` (a separate
+    of each, `ratio` (median of the paired per-run sparse/dense ratios, `run_ratios`) with its
+    order-statistic 95% interval `ratio_ci_low`/`ratio_ci_high`, `variants` (per-variant figures), `dense_mlp_ms_per_token` and `mlp_share` (a separate
     pass with hooks on the MLP modules), `layers` (per-layer sparsity, one extra untimed decode) and
     the settings. The handle's options are restored on return. With the numba-cpu backend run the
     process with OMP_WAIT_POLICY=PASSIVE (see `sparseinfer_dse.openmp`).
@@ -197,6 +199,14 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
                 s["speedup"] = per["dense"]["ms_per_token"] / s["ms_per_token"]
                 s["speedup_paired"] = statistics.median(
                     d / v for d, v in zip(run_means["dense"], run_means[name]))
+                # the paired per-run ratios (variant/dense, same prompt and round) and their median's
+                # distribution-free interval: what a latency verdict is judged on (sparseinfer_dse.stats)
+                ratios = [v / d for d, v in zip(run_means["dense"], run_means[name])]
+                iv = median_interval(ratios)
+                s.update(run_ratios=[round(r, 6) for r in ratios], ratio=iv.estimate, ratio_ci_low=iv.low,
+                         ratio_ci_high=iv.high, ratio_ci_coverage=iv.coverage)
+        run_iv = median_interval(run_means[name])  # per-run mean ms/token: this name's own spread
+        s.update(run_ms_ci_low=run_iv.low, run_ms_ci_high=run_iv.high, runs=len(run_means[name]))
         per[name] = s
     res: dict[str, Any] = {
         "tokens": workload.tokens,
@@ -213,13 +223,15 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     }
     if include_dense:
         d = per["dense"]
-        res.update(dense_ms_per_token=d["ms_per_token"], dense_p10_ms=d["p10_ms"], dense_p90_ms=d["p90_ms"])
+        res.update(dense_ms_per_token=d["ms_per_token"], dense_p10_ms=d["p10_ms"], dense_p90_ms=d["p90_ms"],
+                   dense_run_ms_ci_low=d["run_ms_ci_low"], dense_run_ms_ci_high=d["run_ms_ci_high"])
     if variants:
         v = per[variants[0]]
         res.update(sparse_variant=variants[0], sparse_ms_per_token=v["ms_per_token"], sparse_p10_ms=v["p10_ms"],
                    sparse_p90_ms=v["p90_ms"])
         if include_dense:
-            res.update(speedup=v["speedup"], speedup_paired=v["speedup_paired"])
+            res.update(speedup=v["speedup"], speedup_paired=v["speedup_paired"], ratio=v["ratio"],
+                       ratio_ci_low=v["ratio_ci_low"], ratio_ci_high=v["ratio_ci_high"], run_ratios=v["run_ratios"])
     res["dense"] = per.get("dense")
     res["variants"] = {n: per[n] for n in variants}
     if mlp is not None:

@@ -189,15 +189,41 @@ def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
+    import lm_eval.evaluator as evaluator
+
     loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "lm_eval.evaluator", "lm_eval.models.huggingface")]
     old = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # lm-eval records the git commit of the working directory by running `git describe`, which prints
+    # "fatal: not a git repository" to the terminal outside one; the results do not need it
+    git_hash = getattr(evaluator, "get_git_commit_hash", None)
+    if git_hash is not None:
+        evaluator.get_git_commit_hash = lambda: None
     try:
         yield
     finally:
         for lg, lvl in zip(loggers, old):
             lg.setLevel(lvl)
+        if git_hash is not None:
+            evaluator.get_git_commit_hash = git_hash
+
+
+def _quiet_hflm() -> type:
+    """HFLM without its per-request progress bars (the caller shows its own progress)."""
+    from lm_eval.models.huggingface import HFLM
+
+    class QuietHFLM(HFLM):
+        def generate_until(self, requests, disable_tqdm: bool = False):  # noqa: ANN001 - lm-eval's signature
+            return super().generate_until(requests, disable_tqdm=True)
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):  # noqa: ANN001
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):  # noqa: ANN001
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+    return QuietHFLM
 
 
 @contextmanager
@@ -232,7 +258,7 @@ def run_lm_eval(model: Any, tokenizer: Any, task: str, *, task_manager: Any, lim
     from lm_eval.models.huggingface import HFLM
 
     with _quiet_lm_eval(verbose), _task_controls_length(model):
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        lm = (HFLM if verbose else _quiet_hflm())(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[task], task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,

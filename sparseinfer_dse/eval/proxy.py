@@ -18,6 +18,9 @@ both models, so it is left out). Against the dense model on the same positions:
 * `nll`  mean negative log-likelihood of the reference tokens under the sparse model
   (`dense_nll` the same for the dense model).
 
+`per_sequence` holds each sequence's mean KL and top-1 and its scored positions, so a caller can
+put a bootstrap interval on the token-weighted means and compare two profiles sequence by sequence.
+
 `DenseReference.build(...)` runs the dense pass once and keeps its log-probabilities, so a search
 trial only runs the sparse pass: `proxy_metrics(handle, tok, reference)`.
 """
@@ -149,6 +152,8 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
     top1 = 0
     nll_sum = 0.0
     kl_max = 0.0
+    n_seq = len(ref.samples)
+    seq_kl, seq_top1 = [0.0] * n_seq, [0] * n_seq  # per calibration sequence: for intervals and paired tests
     sd = ref.store_dtype
     t0 = time.perf_counter()
     bar = _bar(len(ref.samples), "proxy: sparse pass", progress)
@@ -163,6 +168,8 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
                 p_log = ref.logprobs[s_idx][t].float()
                 kl = float((p_log.exp() * (p_log - q)).sum())
                 acc["kl"] += kl
+                seq_kl[s_idx] += kl
+                seq_top1[s_idx] += int(int(q.argmax()) == int(p_log.argmax()))
                 acc["klmax"] = max(acc["klmax"], kl)
                 acc["top1"] += int(int(q.argmax()) == int(p_log.argmax()))
                 acc["nll"] -= float(q[ref.samples[s_idx][1][t + 1]])
@@ -178,7 +185,10 @@ def proxy_metrics(handle: Any, tokenizer: Any, calibration: Calibration | DenseR
         if profile is not None and old_profile is not None:
             handle.set_profile(old_profile)
     n = ref.n_tokens
+    lengths = [len(c) - 1 for _, c in ref.samples]
     return {
+        "per_sequence": {"tokens": lengths, "kl": [k / max(m, 1) for k, m in zip(seq_kl, lengths)],
+                         "top1": [t / max(m, 1) for t, m in zip(seq_top1, lengths)]},
         "kl": kl_sum / n,
         "kl_max": kl_max,
         "top1": top1 / n,

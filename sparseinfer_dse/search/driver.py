@@ -27,19 +27,20 @@ from optuna.trial import FrozenTrial, TrialState
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.interrupts import check as check_interrupt
 from sparseinfer_dse.errors import OptionError, UserError
-from sparseinfer_dse.search.pareto import dominates, front_mask
+from sparseinfer_dse.search.pareto import Measured, dominates, front_mask
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
                                             redact, requeue_lost, study_counts)
+from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.trial_profile import PROFILE, SEED_PROFILE, seed_profile
 
 
 class Evaluator(Protocol):
     """What the search needs from the engine and the accuracy side (see search/evaluator.py)."""
 
-    def latency(self, profile: AlphaProfile) -> dict[str, Any]: ...  # ms, ratio, noise_ms, ...
-    def proxy(self, profile: AlphaProfile) -> dict[str, Any]: ...  # score (higher is better), ...
-    def full(self, profile: AlphaProfile) -> dict[str, Any]: ...  # accuracy in points, ...
+    def latency(self, profile: AlphaProfile) -> dict[str, Any]: ...  # ms, ci_low_ms, ci_high_ms, ratio, ...
+    def proxy(self, profile: AlphaProfile) -> dict[str, Any]: ...  # score (higher is better), ci_low, ci_high, items
+    def full(self, profile: AlphaProfile) -> dict[str, Any]: ...  # accuracy (points), accuracy_ci_low/high, items
 
 
 @dataclass
@@ -89,6 +90,8 @@ def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:
         have = study.user_attrs.get("identity")
         if have is None:
             study.set_user_attr("identity", cfg.identity)
+        if study.metric_names is None:  # optuna-dashboard and optuna.visualization label the axes with them
+            study.set_metric_names(list(metric_names(cfg.fidelity)))
     if have is not None and have != cfg.identity:
         diff = sorted(k for k in set(have) | set(cfg.identity) if have.get(k) != cfg.identity.get(k))
         shown = "; ".join(f"{k}: study {_short(have.get(k))}, here {_short(cfg.identity.get(k))}" for k in diff[:3])
@@ -97,6 +100,11 @@ def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:
             f"{shown}); use another --out/--name or the same settings"
         )
     return study
+
+
+def metric_names(fidelity: str) -> tuple[str, str]:
+    """The optuna objective names: latency, and lm-eval accuracy (full) or the proxy score (else)."""
+    return ("latency_ms", "lm_eval_accuracy" if fidelity == "full" else "proxy_score")
 
 
 def _short(v: Any) -> str:
@@ -128,22 +136,20 @@ def enqueue_seeds(study: optuna.Study, space: Space, lock: Optional[ClaimLock] =
     return True
 
 
-def _score(t: FrozenTrial) -> tuple[float, float, float]:
-    return t.values[0], t.values[1], t.user_attrs.get("latency_noise_ms", 0.0)
-
-
 def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The finished trials on the noise-aware front of their objectives (search/pareto.py)."""
+    """The finished trials on the front of their objectives, differences inside noise being ties
+    (search/pareto.py)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         return []
-    lat, score, noise = zip(*map(_score, done))
-    return [t for t, keep in zip(done, front_mask(lat, score, noise)) if keep]
+    mask = front_mask([trial_measured(t) for t in done])
+    return [t for t, keep in zip(done, mask) if keep]
 
 
-def near_front(lat: float, score: float, noise: float, others: list[FrozenTrial], margin: float) -> bool:
-    """True unless some finished trial dominates (lat, score) even after granting `margin`."""
-    return not any(dominates(l, s, n, lat, score + margin, noise) for l, s, n in map(_score, others))
+def near_front(point: Measured, others: Sequence[FrozenTrial], margin: float) -> bool:
+    """True unless some finished trial dominates `point` even after granting it `margin`."""
+    granted = point.shifted(margin)
+    return not any(dominates(trial_measured(t), granted) for t in others)
 
 
 class Objective:
@@ -194,7 +200,7 @@ class Objective:
                 trial.set_user_attr(f"proxy_{key}", value)
             acc = float(prox["score"])
             fid = {"latency": "measured", "accuracy": "proxy"}
-            if cfg.fidelity == "staged" and self._promote(trial, ms, acc):
+            if cfg.fidelity == "staged" and self._promote(trial, ms, acc, lat, prox):
                 self._record_full(trial, _stage(self.ev.full, profile))
                 fid["accuracy_full"] = "lm-eval"
             trial.set_user_attr("fidelity", fid)
@@ -204,12 +210,19 @@ class Objective:
 
     @staticmethod
     def _record_full(trial: optuna.Trial, full: dict[str, Any]) -> None:
+        """lm-eval's figures: `accuracy_full`, `accuracy_*` (interval, delta vs dense, `accuracy_items`),
+        the rest as `full_*`."""
         trial.set_user_attr("accuracy_full", float(full["accuracy"]))
         for key, value in full.items():
-            if key != "accuracy":
+            if key == "items":
+                trial.set_user_attr("accuracy_items", value)
+            elif key.startswith("accuracy_"):
+                trial.set_user_attr(key, value)
+            elif key != "accuracy":
                 trial.set_user_attr(f"full_{key}", value)
 
-    def _promote(self, trial: optuna.Trial, ms: float, score: float) -> bool:
+    def _promote(self, trial: optuna.Trial, ms: float, score: float, lat: dict[str, Any],
+                 prox: dict[str, Any]) -> bool:
         if "seed" in trial.user_attrs:
             return True
         done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -217,8 +230,9 @@ class Objective:
             return True
         scores = [t.values[1] for t in done] + [score]
         margin = self.cfg.stage_margin * (max(scores) - min(scores))
-        noise = float(trial.user_attrs.get("latency_noise_ms", 0.0))
-        return near_front(ms, score, noise, done, margin)
+        point = Measured(ms, score, lat.get("ci_low_ms"), lat.get("ci_high_ms"), prox.get("ci_low"),
+                         prox.get("ci_high"))
+        return near_front(point, done, margin)
 
 
 def _stage(evaluate: Callable[[AlphaProfile], dict[str, Any]], profile: AlphaProfile) -> dict[str, Any]:

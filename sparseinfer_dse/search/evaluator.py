@@ -3,11 +3,15 @@
 The model is loaded and sparsified once; each trial only switches the profile (`set_profile`). The
 latency workload (dense prefill caches, fixed token sequences) and the dense proxy reference are
 built once and reused by every trial.
+
+Every figure comes with its 95% interval: latency from the paired per-run sparse/dense ratios
+(order-statistic interval of their median), lm-eval accuracy from its per-document scores
+(bootstrap; and the paired delta vs dense), the proxy from its per-sequence scores (bootstrap).
+The per-item scores are returned too (`items`), for paired comparisons between trials.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 from sparseinfer_dse.engine.decode import prepare_workload
@@ -18,21 +22,17 @@ from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import dense_baseline
 from sparseinfer_dse.eval.harness import DEFAULT_SEED, evaluate_tasks
 from sparseinfer_dse.eval.calibration import load_calibration
+from sparseinfer_dse.eval.items import accuracy_interval, delta_interval, pack, unpack
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
+from sparseinfer_dse.stats import Interval, mean_interval
 from sparseinfer_dse.search.options import SearchOptions
-
-def median_noise_ms(res: dict[str, Any], prefix: str) -> float:
-    """Half-width of a ~95% interval of a median latency, from its p10/p90 and sample count."""
-    sigma = (res[f"{prefix}_p90_ms"] - res[f"{prefix}_p10_ms"]) / 2.563
-    n = max(int(res.get("variants", {}).get("kf+as", {}).get("timed_tokens", 1) or 1), 1)
-    return 1.96 * 1.2533 * sigma / math.sqrt(n)
-
 
 class SearchEvaluator:
     def __init__(self, lm: Any, handle: Any, settings: SearchOptions, progress: bool = True) -> None:
         """`settings` are the search's options (tasks, proxy, latency workload); lm-eval runs with its fixed seed."""
         self.lm, self.handle, self.s = lm, handle, settings
         self.reference_ms: Optional[float] = None  # the study's dense ms/token (set by the caller)
+        self.dense_items: Optional[dict[str, Any]] = None  # the dense model's per-document scores (same)
         self.tok = lm.tokenizer
         self.progress = progress
         prompts = gsm8k_prompts(settings.latency_prompts, settings.data_dir)
@@ -57,18 +57,38 @@ class SearchEvaluator:
             return f"lm-eval accuracy (points, {'+'.join(self.s.task_list)})"
         return "proxy: -KL(dense||sparse) (nats)" if self.s.proxy_metric == "kl" else "proxy: top-1 agreement (%)"
 
+    def _lm_eval(self, dense: bool = False) -> dict[str, dict]:
+        s = self.s
+        if dense:
+            return dense_baseline(self.lm, self.tok, list(s.task_list), s.limit, s.num_fewshot, s.batch_size,
+                                  s.data_dir, DEFAULT_SEED, handle=self.handle)
+        return evaluate_tasks(self.handle, self.tok, list(s.task_list), s.limit, s.num_fewshot, s.batch_size,
+                              s.data_dir, DEFAULT_SEED)
+
+    @staticmethod
+    def _accuracy(rows: dict[str, dict]) -> dict[str, Any]:
+        """Mean accuracy over tasks in points, its interval and the per-document scores."""
+        out: dict[str, Any] = {"accuracy": 100.0 * sum(r["value"] for r in rows.values()) / len(rows),
+                               "per_task": {t: r["value"] for t, r in rows.items()}}
+        if all("items" in r for r in rows.values()):
+            items = {t: r["items"] for t, r in rows.items()}
+            iv = accuracy_interval({t: unpack(v) for t, v in items.items()})
+            out.update(accuracy_ci_low=iv.low, accuracy_ci_high=iv.high, items=items)
+        return out
+
     # ---- the reference point -------------------------------------------------------------------
     def dense(self) -> dict[str, Any]:
-        """The dense model once: latency, proxy score (0 KL / 100% agreement), lm-eval baseline."""
+        """The dense model once: latency (with its interval over runs), proxy score (0 KL / 100%
+        agreement), lm-eval baseline with per-document scores."""
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=(), include_dense=True, mlp_share=False, collect_sparsity=False)
         out: dict[str, Any] = {"ms": res["dense_ms_per_token"], "p10_ms": res["dense_p10_ms"],
-                               "p90_ms": res["dense_p90_ms"], "score": self.proxy_score(0.0, 1.0)}
+                               "p90_ms": res["dense_p90_ms"], "ci_low_ms": res["dense_run_ms_ci_low"],
+                               "ci_high_ms": res["dense_run_ms_ci_high"], "score": self.proxy_score(0.0, 1.0)}
         if self.s.task_list:
-            rows = dense_baseline(self.lm, self.tok, list(self.s.task_list), self.s.limit, self.s.num_fewshot,
-                                  self.s.batch_size, self.s.data_dir, DEFAULT_SEED, handle=self.handle)
-            out["accuracy_full"] = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
-            out["per_task"] = {t: r["value"] for t, r in rows.items()}
+            acc = self._accuracy(self._lm_eval(dense=True))
+            out["accuracy_full"] = acc.pop("accuracy")
+            out.update(acc)
         return out
 
     # ---- per trial -----------------------------------------------------------------------------
@@ -77,20 +97,28 @@ class SearchEvaluator:
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=("kf+as",), include_dense=True, mlp_share=False, collect_sparsity=True)
         layers = res.get("layers") or []
-        ratio = 1.0 / res.get("speedup_paired", res["speedup"])  # sparse/dense of the same prompt and round
         # Drift correction: the machine's speed moves between trials (other jobs, clocks), by more
         # than the profiles differ. Dense and sparse run interleaved in each trial, so their paired
-        # ratio is steady; scaled by the study's one dense reference it is the trial's latency.
-        scale = self.reference_ms / res["dense_ms_per_token"] if self.reference_ms else 1.0
+        # per-run ratios are steady; their median, scaled by the study's one dense reference, is the
+        # trial's latency, and the order-statistic interval of that median its 95% interval.
+        ratio = Interval(res["ratio"], res["ratio_ci_low"], res["ratio_ci_high"])
+        ref = self.reference_ms or res["dense_ms_per_token"]
+        ms = ratio.scaled(ref)
+        scale = ref / res["dense_ms_per_token"]
         return {
-            "ms": ratio * self.reference_ms if self.reference_ms else res["sparse_ms_per_token"],
+            "ms": ms.estimate,
+            "ci_low_ms": ms.low,
+            "ci_high_ms": ms.high,
+            "ratio": ratio.estimate,
+            "ratio_ci_low": ratio.low,
+            "ratio_ci_high": ratio.high,
+            "run_ratios": res["run_ratios"],
+            "runs": len(res["run_ratios"]),
             "ms_measured": res["sparse_ms_per_token"],
-            "ratio": ratio,
             "speedup": res["speedup"],
             "dense_ms": res["dense_ms_per_token"],
             "p10_ms": res["sparse_p10_ms"] * scale,
             "p90_ms": res["sparse_p90_ms"] * scale,
-            "noise_ms": median_noise_ms(res, "sparse") * scale,
             "layer_sparsity": [round(r["skipped"], 4) for r in layers],
             "layer_predicted": [round(r["predicted_sparsity"], 4) for r in layers],
             "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],
@@ -99,15 +127,27 @@ class SearchEvaluator:
     def proxy(self, profile: AlphaProfile) -> dict[str, Any]:
         self.handle.set_profile(profile)
         m = proxy_metrics(self.handle, self.tok, self._ref())
-        return {"score": self.proxy_score(m["kl"], m["top1"]), "kl": m["kl"], "top1": m["top1"], "nll": m["nll"],
-                "seconds": m["seconds"]}
+        seq = m["per_sequence"]
+        if self.s.proxy_metric == "kl":
+            per = [-v for v in seq["kl"]]
+        else:
+            per = [100.0 * v for v in seq["top1"]]
+        iv = mean_interval(per, weights=seq["tokens"])  # token-weighted, as the score itself
+        return {"score": self.proxy_score(m["kl"], m["top1"]), "ci_low": iv.low, "ci_high": iv.high,
+                "items": pack(per), "kl": m["kl"], "top1": m["top1"], "nll": m["nll"], "seconds": m["seconds"]}
 
     def full(self, profile: AlphaProfile) -> dict[str, Any]:
+        """lm-eval accuracy (points) with its interval, per-document scores, and the paired delta vs
+        dense with its interval (`dense_items`, set by the caller from the dense reference)."""
         if not self.s.task_list:
             raise UserError("lm-eval fidelity needs --tasks")
         self.handle.set_profile(profile)
-        rows = evaluate_tasks(self.handle, self.tok, list(self.s.task_list), self.s.limit, self.s.num_fewshot,
-                              self.s.batch_size, self.s.data_dir, DEFAULT_SEED)
-        acc = 100.0 * sum(r["value"] for r in rows.values()) / len(rows)
-        return {"accuracy": acc, "per_task": {t: r["value"] for t, r in rows.items()},
-                "seconds": round(sum(r.get("seconds", 0.0) for r in rows.values()), 2)}
+        rows = self._lm_eval()
+        out = self._accuracy(rows)
+        items = out.get("items")
+        if items and self.dense_items and set(self.dense_items) == set(items):
+            d = delta_interval({t: unpack(v) for t, v in items.items()},
+                               {t: unpack(v) for t, v in self.dense_items.items()})
+            out.update(accuracy_delta=d.estimate, accuracy_delta_ci_low=d.low, accuracy_delta_ci_high=d.high)
+        out["seconds"] = round(sum(r.get("seconds", 0.0) for r in rows.values()), 2)
+        return out

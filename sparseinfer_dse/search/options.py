@@ -51,7 +51,7 @@ class SearchOptions:
     proxy_metric: str = "kl"
     latency_tokens: int = 16
     latency_prompts: int = 2
-    latency_repeats: int = 3
+    latency_repeats: int = 5  # x latency_prompts paired runs: 10 gives the median a 97.9% interval x(2)..x(9)
     timeout: Optional[float] = None
     backend: str = "auto"
     threads: Optional[int] = None
@@ -60,6 +60,7 @@ class SearchOptions:
     dtype: str = "auto"
     decode_activation: Optional[str] = None
     report: bool = True
+    verify: bool = True
     heartbeat_interval: int = 10
     grace_period: int = 30
 
@@ -126,16 +127,28 @@ class SearchOptions:
         return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
 
     def study_identity(self, *, config_hash: str, dtype: str, space: str, device_kind: str, backend: str,
-                       decode_activation: Optional[str]) -> dict[str, Any]:
-        """What must match to resume or join a study (keys and values as stored by earlier versions)."""
+                       decode_activation: Optional[str], task_data: Mapping[str, str],
+                       threads: Optional[int]) -> dict[str, Any]:
+        """What must match to resume or join a study: everything that moves a trial's figures (the
+        model, the space, the lm-eval settings and the digest of each task's data, the latency
+        workload, the device, backend and CPU thread count)."""
         return {
             "model": self.model, "config_hash": config_hash, "dtype": dtype, "space": space,
             "fidelity": self.effective_fidelity, "tasks": list(self.task_list), "limit": self.limit,
-            "num_fewshot": self.num_fewshot, "proxy_metric": self.proxy_metric, "calibration": self.calibration,
+            "num_fewshot": self.num_fewshot, "batch_size": self.batch_size, "task_data": dict(task_data),
+            "proxy_metric": self.proxy_metric, "calibration": self.calibration,
             "calibration_samples": self.calibration_samples, "device_kind": device_kind, "backend": backend,
-            "decode_activation": decode_activation,
+            "threads": threads, "decode_activation": decode_activation,
             "latency": [self.latency_tokens, self.latency_prompts, self.latency_repeats],
         }
+
+    def measurement(self, *, backend: str, device: str, dtype: str, seed: int) -> dict[str, Any]:
+        """How an lm-eval accuracy of this search is measured: recorded with every exported profile,
+        so `eval --profile` measures the same way."""
+        return {"tasks": list(self.task_list), "limit": self.limit, "num_fewshot": self.num_fewshot,
+                "batch_size": self.batch_size, "backend": backend, "seed": seed,
+                "data_dir": str(self.data_dir) if self.data_dir else None, "max_gen_toks": None,
+                "device": device, "dtype": dtype, "decode_activation": self.decode_activation}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,30 +1,36 @@
 """What a search leaves in its folder: trials.csv, pareto.csv, profiles/, study.json.
 
 Everything is derived from the optuna storage, so it can be rewritten at any time (after Ctrl-C,
-by `report`, by another worker) without losing anything.
+by `report`, by another worker) without losing anything. The front is judged with each trial's
+intervals and per-item scores (search/pareto.py), which live in the storage; pareto.csv records the
+result with the intervals and, per point, its verdict against dense and against the paper's seed.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
 
-from sparseinfer_dse.atomic import replaced, write_text
-from sparseinfer_dse.models.identity import ModelIdentity
+from sparseinfer_dse.atomic import replaced, replaced_dir, write_text
 from sparseinfer_dse.engine.profile import AlphaProfile
-from sparseinfer_dse.search.pareto import front_mask
+from sparseinfer_dse.models.identity import ModelIdentity
+from sparseinfer_dse.search.pareto import Measured, front_mask, verdict
+from sparseinfer_dse.search.trial_measures import ITEM_KEYS, LM_EVAL, OBJECTIVE, lm_eval_items, trial_measured
 from sparseinfer_dse.search.trial_profile import stored_keys, trial_profile
 
 _SCALARS = (int, float, str, bool, type(None))
+PAPER_SEED = "paper-1.03"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, objectives, every attribute, one column per layer's alpha (alpha_000...,
-    from the trial's stored profile)."""
+    """One row per trial: state, objectives, every attribute but the per-item scores, one column per
+    layer's alpha (alpha_000..., from the trial's stored profile)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {
@@ -36,7 +42,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "worker": t.user_attrs.get("worker"),
         }
         for key, value in sorted(t.user_attrs.items()):
-            if key in stored_keys():
+            if key in stored_keys() or key in ITEM_KEYS:
                 continue
             row[key] = json.dumps(value) if not isinstance(value, _SCALARS) else value
         for key, value in sorted(t.params.items()):
@@ -55,16 +61,94 @@ def accuracy_column(df: pd.DataFrame, fidelity: str) -> str:
     return "objective_accuracy"
 
 
-def pareto_frame(df: pd.DataFrame, fidelity: str) -> pd.DataFrame:
-    col = accuracy_column(df, fidelity)
-    ok = df[(df["state"] == "COMPLETE") & df[col].notna()] if col in df else df.iloc[0:0]
-    if ok.empty:
-        return ok.assign(accuracy=[])
-    noise = ok["latency_noise_ms"].fillna(0.0) if "latency_noise_ms" in ok else [0.0] * len(ok)
-    mask = front_mask(ok["latency_ms"], ok[col], noise)
-    front = ok[mask].copy()
-    front.insert(2, "accuracy", front[col])
+def judged_by(fidelity: str, trials: list[FrozenTrial]) -> str:
+    """LM_EVAL when the study measures lm-eval accuracy (and some trial has it), else OBJECTIVE."""
+    if fidelity in ("full", "staged") and any("accuracy_full" in t.user_attrs for t in trials):
+        return LM_EVAL
+    return OBJECTIVE
+
+
+def judged_trials(study: optuna.Study, fidelity: str) -> tuple[list[FrozenTrial], list[Measured], str]:
+    """The finished trials the front is judged over, their points and which accuracy they use."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    which = judged_by(fidelity, done)
+    if which == LM_EVAL:
+        done = [t for t in done if "accuracy_full" in t.user_attrs]
+    return done, [trial_measured(t, which) for t in done], which
+
+
+def dense_measured(dense: dict[str, Any], which: str) -> Optional[Measured]:
+    """The dense reference as a point: its latency interval over runs; lm-eval accuracy with its
+    per-document scores, or the proxy's exact score (KL 0, full agreement)."""
+    if not dense or dense.get("ms") is None:
+        return None
+    lat = (dense["ms"], dense.get("ci_low_ms"), dense.get("ci_high_ms"))
+    if which == LM_EVAL:
+        if dense.get("accuracy_full") is None:
+            return None
+        return Measured(lat[0], dense["accuracy_full"], lat[1], lat[2], dense.get("accuracy_ci_low"),
+                        dense.get("accuracy_ci_high"), lm_eval_items(dense.get("items")))
+    return Measured(lat[0], dense["score"], lat[1], lat[2])
+
+
+def _versus_dense(point: Measured, trial: FrozenTrial, dense: Optional[Measured]) -> str:
+    """Against dense the latency is judged on the trial's paired ratio interval (vs 1: the dense
+    runs of the same trial, not the study's reference measured once); the accuracy paired on the
+    same items (the proxy's dense score is exact: the same value on every sequence)."""
+    if dense is None:
+        return ""
+    items = dense.items
+    if items is None and point.items is not None and dense.accuracy_low is None:
+        items = (dense.accuracy,) * len(point.items)
+    ref = replace(dense, items=items)
+    lo, hi = trial.user_attrs.get("latency_ratio_ci_low"), trial.user_attrs.get("latency_ratio_ci_high")
+    if lo is None or hi is None:
+        return verdict(point, ref)
+    mine = replace(point, latency=trial.user_attrs.get("latency_ratio", 1.0), latency_low=lo, latency_high=hi)
+    return verdict(mine, replace(ref, latency=1.0, latency_low=1.0, latency_high=1.0))
+
+
+def pareto_frame(study: optuna.Study, df: pd.DataFrame, fidelity: str, dense: Optional[dict[str, Any]] = None) -> pd.DataFrame:
+    """The front's rows of `df` (trials_frame) with `accuracy`, its interval (`accuracy_low`/`_high`)
+    and the verdicts `vs_dense` and `vs_seed` (the paper's heuristic seed), fastest first."""
+    done, points, which = judged_trials(study, fidelity)
+    if not done:
+        return df.iloc[0:0].assign(accuracy=[])
+    mask = front_mask(points)
+    dense_pt = dense_measured(dense or {}, which)
+    seed = next(((t, p) for t, p in zip(done, points) if t.user_attrs.get("seed") == PAPER_SEED), None)
+    rows = []
+    for t, p, keep in zip(done, points, mask):
+        if not keep:
+            continue
+        lo, hi = p.acc_interval
+        rows.append({"trial": t.number, "accuracy": p.accuracy, "accuracy_low": lo, "accuracy_high": hi,
+                     "vs_dense": _versus_dense(p, t, dense_pt),
+                     "vs_seed": "" if seed is None or seed[0].number == t.number else verdict(p, seed[1])})
+    extra = pd.DataFrame(rows)
+    front = df.merge(extra, on="trial", how="inner")
+    cols = ["trial", "state", "accuracy", "accuracy_low", "accuracy_high", "vs_dense", "vs_seed"]
+    front = front[cols + [c for c in front.columns if c not in cols]]
     return front.sort_values("latency_ms")
+
+
+def write_profiles(front: pd.DataFrame, study: optuna.Study, folder: Path, fidelity: str,
+                   identity: Optional[ModelIdentity], measurement: Optional[dict[str, Any]]) -> None:
+    """profiles/trial-NNNN.json for every front point, the folder replaced whole."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    with replaced_dir(folder) as tmp:
+        for _, row in front.iterrows():
+            n = int(row["trial"])
+            metrics: dict[str, Any] = {"trial": n, "latency_ms": float(row["latency_ms"]),
+                                       "accuracy": float(row["accuracy"]), "fidelity": fidelity}
+            for key in ("latency_ci_low_ms", "latency_ci_high_ms", "latency_ratio", "accuracy_low", "accuracy_high",
+                        "accuracy_delta", "accuracy_delta_ci_low", "accuracy_delta_ci_high", "vs_dense", "vs_seed"):
+                if key in row and pd.notna(row[key]) and row[key] != "":
+                    metrics[key] = row[key] if isinstance(row[key], str) else float(row[key])
+            if measurement:
+                metrics["measurement"] = measurement
+            stored = trial_profile(by_number[n].user_attrs)
+            AlphaProfile(stored.alphas, identity, f"trial-{n}", metrics).save(tmp / f"trial-{n:04d}.json")
 
 
 def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optional[ModelIdentity],
@@ -74,23 +158,12 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
     df = trials_frame(study)
     with replaced(out / "trials.csv") as tmp:
         df.to_csv(tmp, index=False)
-    front = pareto_frame(df, fidelity) if not df.empty else df
+    front = pareto_frame(study, df, fidelity, meta.get("dense")) if not df.empty else df
     with replaced(out / "pareto.csv") as tmp:
         front.to_csv(tmp, index=False)
-    prof_dir = out / "profiles"
-    prof_dir.mkdir(exist_ok=True)
-    for old in prof_dir.glob("trial-*.json"):
-        old.unlink(missing_ok=True)  # another worker writing the same folder may have removed it
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for _, row in front.iterrows():
-        metrics = {"trial": int(row["trial"]), "latency_ms": float(row["latency_ms"]), "accuracy": float(row["accuracy"]),
-                   "fidelity": fidelity}
-        if "latency_ratio" in row and pd.notna(row["latency_ratio"]):
-            metrics["latency_ratio"] = float(row["latency_ratio"])
-        stored = trial_profile(by_number[int(row["trial"])].user_attrs)
-        AlphaProfile(stored.alphas, identity, f"trial-{int(row['trial'])}", metrics).save(
-            prof_dir / f"trial-{int(row['trial']):04d}.json")
+    write_profiles(front, study, out / "profiles", fidelity, identity, meta.get("measurement"))
     states = df["state"].value_counts().to_dict() if not df.empty else {}
-    meta = {**meta, "trials": states, "front_size": int(len(front)), "fidelity": fidelity}
+    dense = {k: v for k, v in (meta.get("dense") or {}).items() if k != "items"}  # per-item scores stay in the storage
+    meta = {**meta, "dense": dense, "trials": states, "front_size": int(len(front)), "fidelity": fidelity}
     write_text(out / "study.json", json.dumps(meta, indent=2, default=str) + "\n")
     return meta

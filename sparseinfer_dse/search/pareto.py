@@ -1,34 +1,90 @@
-"""Pareto fronts of (latency, accuracy) where latencies within measurement noise are ties.
+"""Pareto fronts of (latency, accuracy) where a difference inside the measurement's noise is a tie.
 
-Optuna's own front uses exact comparisons; a trial 0.1% faster by noise would then dominate. Here
-trial A is faster than B only if B's latency exceeds A's by more than the larger of their noises.
+Optuna's own front compares raw values, so a trial faster by noise would dominate. Here each point
+carries its 95% intervals, and one point beats another on an objective only when the evidence says
+so:
+
+* latency: the two intervals do not overlap (each is the order-statistic interval of a median of
+  paired per-run ratios, `sparseinfer_dse.stats.median_interval`);
+* accuracy: when both points carry per-item scores on the same items (lm-eval documents, proxy
+  calibration sequences), a paired test (`stats.paired_differ`: exact McNemar for right/wrong
+  items); otherwise the two intervals do not overlap.
+
+A dominates B when A is not beaten by B on either objective and beats B on at least one. The front
+is every point no other point dominates: the profiles the measurements cannot rule out.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
 
 import numpy as np
 
-
-def dominates(lat_a: float, acc_a: float, noise_a: float, lat_b: float, acc_b: float, noise_b: float) -> bool:
-    tol = max(noise_a, noise_b)
-    faster = lat_a < lat_b - tol
-    not_slower = lat_a <= lat_b + tol
-    return not_slower and acc_a >= acc_b and (faster or acc_a > acc_b)
+from sparseinfer_dse.stats import intervals_differ, paired_differ
 
 
-def front_mask(latency: Sequence[float], accuracy: Sequence[float], noise: Sequence[float]) -> np.ndarray:
-    """True for the points no other point dominates (noise-aware in latency, exact in accuracy)."""
-    lat, acc, nz = (np.asarray(v, dtype=float) for v in (latency, accuracy, noise))
-    n = len(lat)
+@dataclass(frozen=True)
+class Measured:
+    """One profile's objectives with their 95% intervals (latency: lower is better; accuracy:
+    higher is better); `items`: per-item accuracy scores for paired tests, if known."""
+
+    latency: float
+    accuracy: float
+    latency_low: Optional[float] = None
+    latency_high: Optional[float] = None
+    accuracy_low: Optional[float] = None
+    accuracy_high: Optional[float] = None
+    items: Optional[tuple[float, ...]] = None
+
+    @property
+    def lat_interval(self) -> tuple[float, float]:
+        return (self.latency if self.latency_low is None else self.latency_low,
+                self.latency if self.latency_high is None else self.latency_high)
+
+    @property
+    def acc_interval(self) -> tuple[float, float]:
+        return (self.accuracy if self.accuracy_low is None else self.accuracy_low,
+                self.accuracy if self.accuracy_high is None else self.accuracy_high)
+
+    def shifted(self, accuracy: float) -> "Measured":
+        """The same point granted `accuracy` more (its items dropped: no longer paired data)."""
+        lo, hi = self.acc_interval
+        return replace(self, accuracy=self.accuracy + accuracy, accuracy_low=lo + accuracy,
+                       accuracy_high=hi + accuracy, items=None)
+
+
+def faster(a: Measured, b: Measured) -> int:
+    """+1 if a is faster than b beyond noise, -1 if slower, 0 if they cannot be told apart."""
+    return -intervals_differ(*a.lat_interval, *b.lat_interval)
+
+
+def more_accurate(a: Measured, b: Measured) -> int:
+    """+1 if a is more accurate than b beyond noise, -1 if less, 0 if they cannot be told apart."""
+    if a.items is not None and b.items is not None and len(a.items) == len(b.items):
+        return paired_differ(a.items, b.items)
+    return intervals_differ(*a.acc_interval, *b.acc_interval)
+
+
+def dominates(a: Measured, b: Measured) -> bool:
+    lat, acc = faster(a, b), more_accurate(a, b)
+    return lat >= 0 and acc >= 0 and (lat > 0 or acc > 0)
+
+
+def front_mask(points: Sequence[Measured]) -> np.ndarray:
+    """True for the points no other point dominates."""
+    n = len(points)
     keep = np.ones(n, dtype=bool)
-    for b in range(n):
-        for a in range(n):
-            if a != b and dominates(lat[a], acc[a], nz[a], lat[b], acc[b], nz[b]):
-                keep[b] = False
-                break
+    for j in range(n):
+        keep[j] = not any(i != j and dominates(points[i], points[j]) for i in range(n))
     return keep
+
+
+def verdict(a: Measured, b: Measured) -> str:
+    """How a compares with b, in words: 'faster; accuracy same', 'latency same; less accurate'..."""
+    lat = {1: "faster", -1: "slower", 0: "latency same"}[faster(a, b)]
+    acc = {1: "more accurate", -1: "less accurate", 0: "accuracy same"}[more_accurate(a, b)]
+    return f"{lat}; {acc}"
 
 
 def hypervolume_2d(latency: Sequence[float], accuracy: Sequence[float], ref_latency: float, ref_accuracy: float) -> float:

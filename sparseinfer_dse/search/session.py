@@ -15,7 +15,9 @@ from typing import Any, Callable, Optional
 
 from sparseinfer_dse import interrupts
 from sparseinfer_dse.engine.sparsify import sparsify
-from sparseinfer_dse.machine import device_name, set_threads
+from sparseinfer_dse.eval.baseline_cache import task_data_digest
+from sparseinfer_dse.eval.harness import DEFAULT_SEED
+from sparseinfer_dse.machine import device_name, set_threads, thread_counts
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, front_trials, open_study, run_study
 from sparseinfer_dse.search.evaluator import SearchEvaluator
@@ -24,6 +26,7 @@ from sparseinfer_dse.search.outputs import write_outputs
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.spaces import make_space
 from sparseinfer_dse.search.storage import open_storage, raise_if_storage_lost, redact
+from sparseinfer_dse.search.verify import VerifyOptions, run_verify
 
 Say = Callable[..., None]  # say(message, err=False): the front end's printer
 
@@ -64,7 +67,9 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
         say(f"note: {handle.notice}", err=True)
     identity = opts.study_identity(config_hash=lm.identity.config_hash, dtype=str(lm.dtype), space=space.describe(),
                                    device_kind=device_kind(lm.device), backend=handle.backend,
-                                   decode_activation=lm.spec.decode_activation)
+                                   decode_activation=lm.spec.decode_activation,
+                                   task_data={t: task_data_digest(t, opts.data_dir) for t in opts.task_list},
+                                   threads=thread_counts()["torch"] if lm.device.type == "cpu" else None)
     worker = f"{socket.gethostname()}:{os.getpid()}:{lm.device}"
     cfg = SearchConfig(budget, space, fidelity, opts.sampler, opts.seed, opts.timeout, opts.name, storage,
                        identity=identity, worker=worker, device=identity["device_kind"],
@@ -80,7 +85,7 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
         dense["worker"] = worker
         if study.user_attrs.get("dense") is None:
             study.set_user_attr("dense", dense)
-    ev.reference_ms = dense["ms"]
+    ev.reference_ms, ev.dense_items = dense["ms"], dense.get("items")
     say(f"dense reference: {dense['ms']:.3f} ms/token"
         + (f", accuracy {dense['accuracy_full']:.1f}" if "accuracy_full" in dense else ""))
 
@@ -116,6 +121,10 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
         "space": space.describe(), "sampler": opts.sampler, "budget": budget, "storage": redact(storage),
         "study_name": opts.name, "versions": versions(), "command": redacted_command(storage),
         "decode_activation": lm.spec.decode_activation, "worker": worker,
+        "measurement": opts.measurement(backend=handle.backend, device=str(lm.device),
+                                        dtype=str(lm.dtype).replace("torch.", ""), seed=DEFAULT_SEED),
+        "options": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in opts.to_dict().items()},
+                    "storage": redact(opts.storage) if opts.storage else None},
     }
     outcome = SearchOutcome(out)
     t0 = time.perf_counter()
@@ -137,6 +146,10 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
         meta["wall_s_last_run"] = round(time.perf_counter() - t0, 1)
         try:
             outcome.summary = write_outputs(study, out, fidelity, lm.identity, meta)
+            if opts.verify and not outcome.interrupted and finished_count(study) >= budget:
+                say("verifying the front: the front, the seeds and dense measured again, interleaved")
+                del ev, handle, lm  # verification loads its own copy
+                run_verify(VerifyOptions(out, storage=opts.storage, report=False), say=say)
             if opts.report:
                 write_report(out)
         except KeyboardInterrupt:  # each file is whole (atomic.py); the study itself is all in the storage

@@ -1,6 +1,7 @@
 """How a (possibly distributed) study stands, read-only: trials per worker, running trials, the front.
 
-The front is the one the outputs write (search/outputs.py `pareto_frame`: noise-aware)."""
+The front is the one the outputs write (search/outputs.py `pareto_frame`: differences inside the
+intervals are ties)."""
 
 from __future__ import annotations
 
@@ -44,14 +45,27 @@ def study_status(url: str, name: str) -> dict[str, Any]:
     df = trials_frame(study)
     front_rows: list[dict[str, Any]] = []
     if not df.empty:
-        front = pareto_frame(df, fidelity)
+        front = pareto_frame(study, df, fidelity, study.user_attrs.get("dense"))
         col = accuracy_column(df, fidelity)
         for _, r in front.iterrows():
             seed, worker = r.get("seed"), r.get("worker")
             front_rows.append({"trial": int(r["trial"]), "latency_ms": float(r["latency_ms"]),
-                               "accuracy": float(r["accuracy"]), "accuracy_column": col,
+                               "latency_ci_low_ms": _opt(r.get("latency_ci_low_ms")),
+                               "latency_ci_high_ms": _opt(r.get("latency_ci_high_ms")),
+                               "accuracy": float(r["accuracy"]), "accuracy_low": _opt(r.get("accuracy_low")),
+                               "accuracy_high": _opt(r.get("accuracy_high")), "accuracy_column": col,
+                               "vs_dense": r.get("vs_dense") if isinstance(r.get("vs_dense"), str) else None,
                                "worker": worker if isinstance(worker, str) else None,
                                "seed": seed if isinstance(seed, str) else None})
     return {"study": name, "storage": redact(url), "fidelity": fidelity, "model": identity.get("model"),
             "device_kind": identity.get("device_kind"), "budget": study.user_attrs.get("budget"),
             "totals": study_counts(study, trials), "workers": workers, "running": running, "front": front_rows}
+
+
+def _opt(v: Any) -> Any:
+    """A float, or None for a missing value (NaN in the frame)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
