@@ -17,7 +17,10 @@ def export_command(
     max_latency: Annotated[Optional[float], typer.Option(help="Most accurate profile at or under this ms/token.")] = None,
     pareto: Annotated[bool, typer.Option("--pareto", help="Export every Pareto profile.")] = False,
 ) -> None:
-    """Export a profile from a finished search; it loads with --profile everywhere."""
+    """Export a profile from a finished search; it loads with --profile everywhere.
+
+    Verified figures (verified.csv, from `verify` or the end of `search`) are preferred: the
+    candidates are then the points on the verified front."""
     from sparseinfer_dse.search.export import export_front, export_one
 
     if pareto:
@@ -28,4 +31,6 @@ def export_command(
         raise UserError("give --max-accuracy-drop, --max-latency (or both), or --pareto")
     path, row = export_one(study, out or study / "chosen-profile.json", max_accuracy_drop=max_accuracy_drop,
                            max_latency=max_latency)
-    typer.echo(f"wrote {path}: trial {int(row['trial'])}, {row['latency_ms']:.3f} ms/token, accuracy {row['accuracy']:.4g}")
+    source = "verified" if (study / "verified.csv").is_file() else "search-time"
+    typer.echo(f"wrote {path}: trial {int(row['trial'])}, {row['latency_ms']:.3f} ms/token, accuracy {row['accuracy']:.4g} "
+               f"({source} figures)")

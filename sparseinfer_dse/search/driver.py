@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -91,7 +92,9 @@ def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:
         if have is None:
             study.set_user_attr("identity", cfg.identity)
         if study.metric_names is None:  # optuna-dashboard and optuna.visualization label the axes with them
-            study.set_metric_names(list(metric_names(cfg.fidelity)))
+            with warnings.catch_warnings():  # "experimental" since optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(metric_names(cfg.fidelity)))
     if have is not None and have != cfg.identity:
         diff = sorted(k for k in set(have) | set(cfg.identity) if have.get(k) != cfg.identity.get(k))
         shown = "; ".join(f"{k}: study {_short(have.get(k))}, here {_short(cfg.identity.get(k))}" for k in diff[:3])

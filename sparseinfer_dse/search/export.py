@@ -1,31 +1,55 @@
-"""Pick profiles from a finished study: fastest within an accuracy loss, best under a latency cap."""
+"""Pick profiles from a finished study: fastest within an accuracy loss, best under a latency cap.
+
+When the study was verified (verified.csv), its figures win: the candidates are the verified
+points on the verified front (seeds included), judged on what verification measured. Otherwise
+the search's front (pareto.csv). An exported profile carries the figures it was chosen on, with
+their intervals, and how its accuracy was measured (`metrics.measurement`: `eval --profile` then
+measures the same way).
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pandas as pd
 
+from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 
+FIGURES = ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_ratio", "accuracy", "accuracy_low",
+           "accuracy_high", "accuracy_delta", "accuracy_delta_ci_low", "accuracy_delta_ci_high", "vs_dense", "vs_seed")
 
-def _front(study_dir: Path) -> tuple[pd.DataFrame, dict]:
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, FileNotFoundError):
+        return pd.DataFrame()
+
+
+def _front(study_dir: Path) -> tuple[pd.DataFrame, dict, bool]:
+    """(candidates, study.json, verified?)."""
     if not (study_dir / "pareto.csv").is_file() or not (study_dir / "study.json").is_file():
         raise UserError(f"{study_dir} is not a search output folder (no pareto.csv / study.json)")
     meta = json.loads((study_dir / "study.json").read_text())
-    try:
-        front = pd.read_csv(study_dir / "pareto.csv")
-    except pd.errors.EmptyDataError:
-        front = pd.DataFrame()
+    verified = _read_csv(study_dir / "verified.csv")
+    if not verified.empty and "on_front" in verified:
+        rows = verified[(verified["kind"] != "dense") & verified["on_front"].astype(bool)]
+        if not rows.empty:
+            meta = {**meta, "_verified_dense": verified[verified["kind"] == "dense"]}
+            return rows, meta, True
+    front = _read_csv(study_dir / "pareto.csv")
     if front.empty:
         raise UserError(f"{study_dir} has no Pareto front yet (no finished trial)")
-    return front, meta
+    return front, meta, False
 
 
 def dense_accuracy(meta: dict) -> float:
+    verified = meta.get("_verified_dense")
+    if verified is not None and not verified.empty:
+        return float(verified.iloc[0]["accuracy"])
     dense = meta.get("dense") or {}
     key = "accuracy_full" if meta.get("fidelity") in ("full", "staged") else "score"
     if dense.get(key) is None:
@@ -36,7 +60,7 @@ def dense_accuracy(meta: dict) -> float:
 def choose(study_dir: Path, max_accuracy_drop: Optional[float] = None, max_latency: Optional[float] = None) -> pd.Series:
     """The fastest front profile within the accuracy drop (in the study's accuracy units), or the most
     accurate one under the latency cap; both constraints may be combined."""
-    front, meta = _front(study_dir)
+    front, meta, _ = _front(study_dir)
     ok = front
     if max_accuracy_drop is not None:
         floor = dense_accuracy(meta) - max_accuracy_drop
@@ -46,12 +70,17 @@ def choose(study_dir: Path, max_accuracy_drop: Optional[float] = None, max_laten
     if ok.empty:
         best = front.sort_values("accuracy", ascending=False).iloc[0]
         raise UserError(
-            "no Pareto profile meets the constraint; the most accurate is trial "
-            f"{int(best['trial'])} at {best['accuracy']:.4g} ({best['latency_ms']:.3g} ms/token)"
+            f"no Pareto profile meets the constraint; the most accurate is {_label(best)} at {best['accuracy']:.4g} "
+            f"({best['latency_ms']:.3g} ms/token)"
         )
     if max_latency is not None and max_accuracy_drop is None:
         return ok.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
     return ok.sort_values(["latency_ms", "accuracy"], ascending=[True, False]).iloc[0]
+
+
+def _label(row: pd.Series) -> str:
+    name = row.get("name")
+    return str(name) if isinstance(name, str) and name else f"trial {int(row['trial'])}"
 
 
 def profile_path(study_dir: Path, trial: int) -> Path:
@@ -61,18 +90,57 @@ def profile_path(study_dir: Path, trial: int) -> Path:
     return p
 
 
+def _figures(row: pd.Series) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in FIGURES:
+        v = row.get(key)
+        if v is None or (isinstance(v, float) and v != v) or v == "":
+            continue
+        out[key] = v if isinstance(v, str) else float(v)
+    return out
+
+
+def profile_for(study_dir: Path, row: pd.Series, meta: dict, verified: bool) -> AlphaProfile:
+    """The row's profile with the figures it was chosen on (verified ones under `verified`)."""
+    alphas = tuple(float(row[c]) for c in sorted(c for c in row.index if c.startswith("alpha_")) if pd.notna(row[c]))
+    trial = row.get("trial")
+    has_trial = trial is not None and pd.notna(trial)
+    if has_trial and (study_dir / "profiles" / f"trial-{int(trial):04d}.json").is_file():
+        base = AlphaProfile.load(profile_path(study_dir, int(trial)))
+    else:
+        ident = meta.get("identity") or {}
+        base = AlphaProfile.from_dict({"format": "sparseinfer-dse/alpha-profile", "version": 1, "alphas": list(alphas),
+                                       "name": _label(row), "model": {k: ident[k] for k in ("name", "config_hash", "num_layers")}
+                                       if ident else None})
+    metrics = dict(base.metrics)
+    if has_trial:
+        metrics["trial"] = int(trial)
+    if meta.get("measurement"):
+        metrics["measurement"] = meta["measurement"]
+    if verified:
+        metrics["verified"] = {**_figures(row), "repeats": _int(row.get("verify_repeats")),
+                               "limit": _int(row.get("verify_limit"))}
+    else:
+        metrics.update(_figures(row))
+    return AlphaProfile(base.alphas, base.model, base.name or _label(row), metrics)
+
+
+def _int(v: Any) -> Optional[int]:
+    return None if v is None or (isinstance(v, float) and v != v) else int(v)
+
+
 def export_one(study_dir: Path, out: Path, **constraints: Optional[float]) -> tuple[Path, pd.Series]:
     row = choose(study_dir, **constraints)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(profile_path(study_dir, int(row["trial"])), out)
+    _, meta, verified = _front(study_dir)
+    profile_for(study_dir, row, meta, verified).save(out)
     return out, row
 
 
 def export_front(study_dir: Path, out_dir: Path) -> list[Path]:
-    front, _ = _front(study_dir)
+    front, meta, verified = _front(study_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for t in front["trial"]:
-        src = profile_path(study_dir, int(t))
-        paths.append(Path(shutil.copyfile(src, out_dir / src.name)))
+    for _, row in front.iterrows():
+        name = f"trial-{int(row['trial']):04d}.json" if pd.notna(row.get("trial")) else f"{_label(row)}.json"
+        paths.append(profile_for(study_dir, row, meta, verified).save(out_dir / name))
     return paths

@@ -167,3 +167,31 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
     meta = {**meta, "dense": dense, "trials": states, "front_size": int(len(front)), "fidelity": fidelity}
     write_text(out / "study.json", json.dumps(meta, indent=2, default=str) + "\n")
     return meta
+
+
+def rewrite_outputs(out: Path, storage: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """Write trials.csv, pareto.csv, profiles/ and study.json again from the study's storage (as the
+    folder's study.json names it, or `storage`); None when the folder has no reachable storage."""
+    from sparseinfer_dse.errors import UserError
+    from sparseinfer_dse.search.storage import open_storage
+
+    path = out / "study.json"
+    if not path.is_file():
+        raise UserError(f"{out} is not a search output folder (no study.json)")
+    meta = json.loads(path.read_text())
+    url = storage or (meta.get("options") or {}).get("storage")
+    if url is None or "***" in str(url):
+        db = out / "study.db"
+        if not db.is_file():
+            return None
+        url = f"sqlite:///{db.resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.load_study(study_name=meta.get("study_name", "demo"), storage=open_storage(url, None))
+    except KeyError:
+        return None
+    ident = meta.get("identity") or {}
+    identity = ModelIdentity(ident["name"], ident["config_hash"], int(ident["num_layers"])) if ident else None
+    meta = {k: v for k, v in meta.items() if k not in ("trials", "front_size")}
+    meta["dense"] = study.user_attrs.get("dense") or meta.get("dense")
+    return write_outputs(study, out, meta.get("fidelity", "proxy"), identity, meta)
