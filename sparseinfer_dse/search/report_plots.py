@@ -144,6 +144,7 @@ def alpha_heatmap_figure(front: pd.DataFrame) -> Any:
         ticks = layer_ticks(len(cols))
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(i) for i in ticks])
+        ax.set_xticks(range(len(cols)), minor=True)  # a mark per layer where the labels are thinned out
         ax.set_yticks(range(len(front)))
         ax.set_yticklabels([f"#{int(t)}  {ms:.2f} ms" for t, ms in zip(front["trial"], front["latency_ms"])], fontsize=7)
     ax.set_xlabel("decoder layer")
