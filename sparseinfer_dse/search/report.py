@@ -35,7 +35,8 @@ def _page(data: ReportData) -> str:
 <p class=note>Figures in brackets are intervals [low, high]: 95% confidence intervals (in folders written before
 the search measured them, latency +- its measured noise); a figure without brackets was measured without one.</p>
 <h2>Pareto front: latency vs accuracy</h2>
-<p><a href="pareto.html">Interactive version (pareto.html)</a>: hover a point for its trial, intervals, alphas and verdicts.</p>
+<p><a href="pareto.html">Interactive version (pareto.html)</a>: hover a point for its trial, intervals,
+alphas and verdicts.</p>
 <img src="pareto.png" alt="Pareto plot">
 <h2>Front ({len(data.front)} profiles, fastest first; exported under <code>profiles/</code>)</h2>{front_table(data)}
 {verified}

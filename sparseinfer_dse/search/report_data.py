@@ -87,7 +87,7 @@ def load(out: Path) -> ReportData:
 
 def text(value: Any) -> str:
     """A CSV cell as text: NaN and None are empty."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (np.isscalar(value) and pd.isna(value)) or value is pd.NA:
         return ""
     return str(value).strip()
 
@@ -161,7 +161,7 @@ def dense_point(meta: dict[str, Any], col: str) -> Optional[dict[str, float]]:
         v = dense.get(key)
         return float(v) if v is not None else nan
 
-    acc_lo, acc_hi = ("accuracy_ci_low", "accuracy_ci_high") if col == "accuracy_full" else ("proxy_ci_low", "proxy_ci_high")
+    acc_lo, acc_hi = ACCURACY_INTERVALS["accuracy_full" if col == "accuracy_full" else "proxy_score"]
     return {"ms": float(dense["ms"]), "ms_low": f("ci_low_ms"), "ms_high": f("ci_high_ms"),
             "acc": float(acc), "acc_low": f(acc_lo), "acc_high": f(acc_hi)}
 

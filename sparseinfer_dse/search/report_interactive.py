@@ -23,11 +23,13 @@ def _error(values: pd.Series, low: pd.Series, high: pd.Series) -> dict[str, Any]
     v, lo, hi = (np.asarray(s, float) for s in (values, low, high))
     plus, minus = np.clip(hi - v, 0, None), np.clip(v - lo, 0, None)
     return {"type": "data", "symmetric": False, "array": np.nan_to_num(plus).tolist(),
-            "arrayminus": np.nan_to_num(minus).tolist(), "visible": not (np.isnan(plus).all() and np.isnan(minus).all()),
+            "arrayminus": np.nan_to_num(minus).tolist(),
+            "visible": not (np.isnan(plus).all() and np.isnan(minus).all()),
             "thickness": 1, "width": 2}
 
 
-def hover_texts(df: pd.DataFrame, data: ReportData, acc: pd.Series, acc_low: pd.Series, acc_high: pd.Series) -> list[str]:
+def hover_texts(df: pd.DataFrame, data: ReportData, acc: pd.Series, acc_low: pd.Series,
+                acc_high: pd.Series) -> list[str]:
     """One hover box per row: trial (and seed), latency and accuracy with intervals, alphas, verdicts."""
     cols = alpha_columns(df)
     lat_lo, lat_hi = latency_interval(df)
@@ -37,7 +39,7 @@ def hover_texts(df: pd.DataFrame, data: ReportData, acc: pd.Series, acc_low: pd.
         name = text(row.get("name"))
         trial = row.get("trial")
         head = name or (f"trial {int(trial)}" if pd.notna(trial) else "")
-        if name and pd.notna(trial) and f"{int(trial)}" not in name:
+        if name and pd.notna(trial) and name != f"trial-{int(trial)}":
             head += f" (trial {int(trial)})"
         seed = text(row.get("seed"))
         lines = [f"<b>{head}</b>" + (f"  seed {seed}" if seed and seed != name else "")]
@@ -47,13 +49,16 @@ def hover_texts(df: pd.DataFrame, data: ReportData, acc: pd.Series, acc_low: pd.
             lines[-1] += f" (x{float(ratio):.3f} of dense)"
         lines.append(f"accuracy {fmt_interval(acc.iloc[i], acc_low.iloc[i], acc_high.iloc[i], spec)}")
         if "accuracy_delta" in df and pd.notna(row.get("accuracy_delta")):
-            lines.append("vs dense " + fmt_interval(row["accuracy_delta"], row.get("accuracy_delta_ci_low"),
+            lines.append("accuracy vs dense " + fmt_interval(row["accuracy_delta"], row.get("accuracy_delta_ci_low"),
                                                     row.get("accuracy_delta_ci_high"), "+.1f") + " points")
         if cols:
-            lines.append("alphas " + alphas_text(row, cols, ALPHAS_PER_LINE).replace("<br>", "<br>       "))
+            lines.append("alphas " + alphas_text(row, cols, ALPHAS_PER_LINE))
         vs_dense, vs_seed = (text(row.get("vs_dense")), text(row.get("vs_seed")))
-        if not (vs_dense or vs_seed) and pd.notna(trial):
+        if "vs_dense" not in df and "vs_seed" not in df and pd.notna(trial):  # trials.csv rows: the front's verdicts
             vs_dense, vs_seed = data.verdicts(trial)
+        s_ms, s_acc = row.get("search_latency_ms"), row.get("search_accuracy")
+        if s_ms is not None and s_acc is not None and pd.notna(s_ms) and pd.notna(s_acc):
+            lines.append(f"at search: {float(s_ms):.3f} ms, accuracy {format(float(s_acc), spec)}")
         lines += [f"{k}: {v}" for k, v in (("vs dense", vs_dense), ("vs seed", vs_seed)) if v]
         out.append("<br>".join(lines))
     return out
@@ -85,7 +90,8 @@ def pareto_figure(data: ReportData) -> Any:
                                mode="lines+markers", line={"shape": "hv", "color": "rgba(214,39,40,0.6)"}))
     if len(data.seeds):
         fig.add_trace(_scatter(go, data.seeds, data, "seeds", {"symbol": "diamond-open", "color": "black", "size": 12},
-                               mode="markers+text", text=[text(s) for s in data.seeds["seed"]], textposition="bottom right"))
+                               mode="markers+text", text=[text(s) for s in data.seeds["seed"]],
+                               textposition="bottom right"))
     dense = dense_point(data.meta, data.col)
     if dense:
         fig.add_trace(_dense_trace(go, dense, data))

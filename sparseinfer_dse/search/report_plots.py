@@ -15,7 +15,8 @@ import pandas as pd
 from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.search.pareto import hypervolume_2d
 from sparseinfer_dse.search.report_data import (ReportData, accuracy_interval, accuracy_values, alpha_columns,
-                                                dense_point, latency_interval, latency_interval_kind, text, judged_accuracy)
+                                                dense_point, judged_accuracy, latency_interval,
+                                                latency_interval_kind, text)
 
 
 def _plt():
@@ -99,7 +100,8 @@ def pareto_figure(data: ReportData) -> Any:
         _bars(ax, seeds, y, col, ecolor="k", alpha=0.45, lw=0.8, capsize=2)
         ax.scatter(seeds["latency_ms"], y, marker="D", s=70, facecolors="none", edgecolors="k", zorder=4, label="seeds")
         for (_, row), acc in zip(seeds.iterrows(), y):
-            ax.annotate(text(row["seed"]), (row["latency_ms"], acc), textcoords="offset points", xytext=(6, -10), fontsize=8)
+            ax.annotate(text(row["seed"]), (row["latency_ms"], acc), textcoords="offset points", xytext=(6, -10),
+                        fontsize=8)
     dense = dense_point(data.meta, col)
     if dense:
         _errorbars(ax, [dense["ms"]], [dense["acc"]], [dense["ms_low"]], [dense["ms_high"]], [dense["acc_low"]],
@@ -146,7 +148,8 @@ def alpha_heatmap_figure(front: pd.DataFrame) -> Any:
         ax.set_xticklabels([str(i) for i in ticks])
         ax.set_xticks(range(len(cols)), minor=True)  # a mark per layer where the labels are thinned out
         ax.set_yticks(range(len(front)))
-        ax.set_yticklabels([f"#{int(t)}  {ms:.2f} ms" for t, ms in zip(front["trial"], front["latency_ms"])], fontsize=7)
+        labels = [f"#{int(t)}  {ms:.2f} ms" for t, ms in zip(front["trial"], front["latency_ms"])]
+        ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel("decoder layer")
     ax.set_title("alpha per layer on the Pareto front (fastest first)")
     return fig

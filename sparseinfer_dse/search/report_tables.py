@@ -5,12 +5,13 @@ side by side with what the search had measured."""
 from __future__ import annotations
 
 import html
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
 from sparseinfer_dse.search.report_data import (ReportData, accuracy_spec, alpha_columns, alphas_text, dense_point,
-                                                fmt_interval, judged_accuracy, latency_interval, latency_interval_kind, text)
+                                                fmt_interval, judged_accuracy, latency_interval,
+                                                latency_interval_kind, text)
 
 LATENCY_SPEC = ".2f"
 
@@ -61,7 +62,8 @@ def _dense_rows(meta: dict[str, Any], col: str) -> list[tuple[str, str]]:
             dense["accuracy_full"], dense.get("accuracy_ci_low"), dense.get("accuracy_ci_high"), ".1f"))))
     if dense.get("score") is not None and col != "accuracy_full":
         rows.append(("dense proxy score", html.escape(readable(float(dense["score"])))))
-    shown = {"ms", "ci_low_ms", "ci_high_ms", "p10_ms", "p90_ms", "accuracy_full", "accuracy_ci_low", "accuracy_ci_high"}
+    shown = {"ms", "ci_low_ms", "ci_high_ms", "p10_ms", "p90_ms", "accuracy_full", "accuracy_ci_low",
+             "accuracy_ci_high"}
     other = {k: v for k, v in dense.items() if k not in shown}
     if other:
         rows.append(("dense, other figures", _cell(other)))
@@ -108,34 +110,34 @@ def _trial(value: Any) -> str:
 
 
 def front_table(data: ReportData) -> str:
+    """pareto.csv's rows, fastest first; a column shows only when the folder has its figures."""
     fr = data.front
     if fr.empty:
         return "<p>no front yet</p>"
     spec = accuracy_spec(data.col)
     lat_lo, lat_hi = latency_interval(fr)
     acc, acc_lo, acc_hi = judged_accuracy(fr, data.col)
-    has = {c: c in fr for c in ("latency_ratio", "accuracy_delta", "vs_dense", "vs_seed")}
-    proxy = "proxy_score" in fr and data.col != "objective_accuracy"
-    cols = alpha_columns(fr)
-    headers = ["trial", "seed", f"latency ms [{latency_interval_kind(fr)}]"] + (["x dense"] if has["latency_ratio"] else []) + [
-        "accuracy [95% interval]"] + (["vs dense, points [95% interval]"] if has["accuracy_delta"] else []) + (
-        ["proxy score [95% interval]"] if proxy else []) + (["vs dense"] if has["vs_dense"] else []) + (
-        ["vs seed"] if has["vs_seed"] else []) + (["alphas by layer"] if cols else [])
-    rows = []
-    for i, (idx, r) in enumerate(fr.iterrows()):
-        row = [_trial(r.get("trial")), text(r.get("seed")), fmt_interval(r["latency_ms"], lat_lo[idx], lat_hi[idx], LATENCY_SPEC)]
-        if has["latency_ratio"]:
-            row.append(fmt_interval(r["latency_ratio"], None, None, ".3f"))
-        row.append(fmt_interval(acc.iloc[i], acc_lo.iloc[i], acc_hi.iloc[i], spec))
-        if has["accuracy_delta"]:
-            row.append(fmt_interval(r["accuracy_delta"], r.get("accuracy_delta_ci_low"), r.get("accuracy_delta_ci_high"), "+.1f"))
-        if proxy:
-            row.append(fmt_interval(r["proxy_score"], r.get("proxy_ci_low"), r.get("proxy_ci_high"), ".4g"))
-        row += [text(r.get("vs_dense"))] if has["vs_dense"] else []
-        row += [text(r.get("vs_seed"))] if has["vs_seed"] else []
-        row += [alphas_text(r, cols)] if cols else []
-        rows.append(row)
-    return html_table(headers, rows, "front")
+    alphas = alpha_columns(fr)
+    columns: list[tuple[str, bool, Callable[[int, Any, pd.Series], str]]] = [
+        ("trial", True, lambda i, ix, r: _trial(r.get("trial"))),
+        ("seed", "seed" in fr, lambda i, ix, r: text(r.get("seed"))),
+        (f"latency ms [{latency_interval_kind(fr)}]", True,
+         lambda i, ix, r: fmt_interval(r["latency_ms"], lat_lo[ix], lat_hi[ix], LATENCY_SPEC)),
+        ("x dense", "latency_ratio" in fr, lambda i, ix, r: fmt_interval(r["latency_ratio"], None, None, ".3f")),
+        ("accuracy [95% interval]", True,
+         lambda i, ix, r: fmt_interval(acc.iloc[i], acc_lo.iloc[i], acc_hi.iloc[i], spec)),
+        ("vs dense, points [95% interval]", "accuracy_delta" in fr,
+         lambda i, ix, r: fmt_interval(r["accuracy_delta"], r.get("accuracy_delta_ci_low"),
+                                       r.get("accuracy_delta_ci_high"), "+.1f")),
+        ("proxy score [95% interval]", "proxy_score" in fr and data.col != "objective_accuracy",
+         lambda i, ix, r: fmt_interval(r["proxy_score"], r.get("proxy_ci_low"), r.get("proxy_ci_high"), ".4g")),
+        ("vs dense", "vs_dense" in fr, lambda i, ix, r: text(r.get("vs_dense"))),
+        ("vs seed", "vs_seed" in fr, lambda i, ix, r: text(r.get("vs_seed"))),
+        ("alphas by layer", bool(alphas), lambda i, ix, r: alphas_text(r, alphas)),
+    ]
+    shown = [(h, cell) for h, on, cell in columns if on]
+    rows = [[cell(i, ix, r) for _, cell in shown] for i, (ix, r) in enumerate(fr.iterrows())]
+    return html_table([h for h, _ in shown], rows, "front")
 
 
 def _search_row(data: ReportData, trial: Any) -> Optional[pd.DataFrame]:

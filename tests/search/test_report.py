@@ -32,7 +32,8 @@ def _trials(ci: bool) -> pd.DataFrame:
         if ci:
             row.update({"latency_ci_low_ms": ms - 0.06, "latency_ci_high_ms": ms + 0.07,
                         "accuracy_ci_low": acc - 9, "accuracy_ci_high": acc + 8,
-                        "accuracy_delta": acc - 75, "accuracy_delta_ci_low": acc - 78, "accuracy_delta_ci_high": acc - 72,
+                        "accuracy_delta": acc - 75, "accuracy_delta_ci_low": acc - 78,
+                        "accuracy_delta_ci_high": acc - 72,
                         "proxy_ci_low": row["proxy_score"] - 0.0005, "proxy_ci_high": row["proxy_score"] + 0.0005})
         else:
             row["latency_noise_ms"] = 0.05
@@ -105,7 +106,7 @@ def test_new_folder_shows_intervals_verdicts_and_a_readable_study_table(tmp_path
     page = write_report(out).read_text()
     assert all((out / f).is_file() for f in FILES)
     front = _table(page, "front")
-    assert "2.91 [2.85, 2.98]" in front and "74.0 [65.0, 82.0]" in front  # latency and accuracy with their 95% intervals
+    assert "2.91 [2.85, 2.98]" in front and "74.0 [65.0, 82.0]" in front  # latency, accuracy with 95% intervals
     assert "faster; accuracy same" in front and "accuracy better than paper-1.03" in front
     assert "0.97 1.00 1.03 0.95" in front
     assert front.index(">2<") < front.index(">4<")  # fastest first, the front from pareto.csv (trial 3 is not on it)
@@ -156,6 +157,7 @@ def test_verified_profiles_get_a_table_and_their_own_points(tmp_path):
     fig = interactive_figure(load(out))
     verified = next(t for t in fig.data if t.name == "verified")
     assert len(verified.x) == 4 and any("paper-1.03" in h for h in verified.hovertext)
+    assert any("trial-2" in h and "at search: 2.910 ms, accuracy 74.0" in h for h in verified.hovertext)
     assert len(fig.layout.annotations) == 3  # an arrow from the search's point for each profile but dense
     ax = pareto_figure(load(out)).axes[0]
     assert "verified (verified.csv)" in [t.get_text() for t in ax.get_legend().get_texts()]
@@ -212,7 +214,8 @@ def test_no_finished_trial_still_draws(tmp_path):
     pd.DataFrame([{"trial": 0, "state": "FAIL", "latency_ms": None, "objective_accuracy": None}]).to_csv(
         out / "trials.csv", index=False)
     (out / "pareto.csv").write_text("")
-    (out / "study.json").write_text(json.dumps({"model": "demo", "fidelity": "proxy", "dense": {"ms": 3.5, "score": 0.0}}))
+    meta = {"model": "demo", "fidelity": "proxy", "dense": {"ms": 3.5, "score": 0.0}}
+    (out / "study.json").write_text(json.dumps(meta))
     page = write_report(out).read_text()
     assert "no front yet" in page and all((out / f).is_file() for f in FILES)
     assert all((out / r).is_file() for r in re.findall(r'src="([^"]+)"', page))
