@@ -64,10 +64,14 @@ def _bars(ax, df: pd.DataFrame, y: pd.Series, col: str, **kw) -> None:
 
 
 def search_point(data: ReportData, row: pd.Series) -> Optional[tuple[float, float]]:
-    """Where the search placed a verified profile: verified.csv's search_* figures, else its trial's row."""
+    """Where the search placed a verified profile: verified.csv's search_* figures, else its trial's row
+    (dense: study.json's dense figures)."""
     ms, acc = row.get("search_latency_ms"), row.get("search_accuracy")
-    if pd.notna(ms) and pd.notna(acc):
+    if ms is not None and acc is not None and pd.notna(ms) and pd.notna(acc):
         return float(ms), float(acc)
+    if text(row.get("kind")) == "dense":
+        dense = dense_point(data.meta, data.col)
+        return (dense["ms"], dense["acc"]) if dense else None
     trial = row.get("trial")
     if pd.notna(trial) and "trial" in data.done:
         hit = data.done[data.done["trial"] == trial]

@@ -167,7 +167,11 @@ def verified_table(data: ReportData) -> str:
         s_lat, s_acc = r.get("search_latency_ms"), r.get("search_accuracy")
         s_lat_lo = s_lat_hi = s_acc_lo = s_acc_hi = None
         found = _search_row(data, r.get("trial")) if text(r.get("kind")) != "dense" else None
-        if found is not None:
+        dense = dense_point(data.meta, data.col) if text(r.get("kind")) == "dense" else None
+        if dense:  # what the search measured for dense: study.json
+            s_lat, s_lat_lo, s_lat_hi = dense["ms"], dense["ms_low"], dense["ms_high"]
+            s_acc, s_acc_lo, s_acc_hi = dense["acc"], dense["acc_low"], dense["acc_high"]
+        elif found is not None:
             lo, hi = latency_interval(found)
             a, alo, ahi = judged_accuracy(found, data.col)
             s_lat = s_lat if s_lat is not None and pd.notna(s_lat) else found["latency_ms"].iloc[0]

@@ -158,10 +158,12 @@ def test_verified_profiles_get_a_table_and_their_own_points(tmp_path):
     verified = next(t for t in fig.data if t.name == "verified")
     assert len(verified.x) == 4 and any("paper-1.03" in h for h in verified.hovertext)
     assert any("trial-2" in h and "at search: 2.910 ms, accuracy 74.0" in h for h in verified.hovertext)
-    assert len(fig.layout.annotations) == 3  # an arrow from the search's point for each profile but dense
+    assert len(fig.layout.annotations) == 4  # an arrow from the search's point to each verified point
     ax = pareto_figure(load(out)).axes[0]
     assert "verified (verified.csv)" in [t.get_text() for t in ax.get_legend().get_texts()]
-    assert sum(1 for c in ax.texts if c.get_text() == "" and c.arrow_patch is not None) == 3
+    assert sum(1 for c in ax.texts if c.get_text() == "" and c.arrow_patch is not None) == 4
+    dense = re.search(r"<tr><td>dense</td>.*?</tr>", table).group(0)
+    assert "3.50 [3.44, 3.57]" in dense and "3.52 [3.47, 3.57]" in dense  # search-time (study.json) vs verified
 
 
 def test_old_folder_without_intervals_or_verified_still_draws(tmp_path):
