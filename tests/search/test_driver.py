@@ -11,6 +11,7 @@ from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_stu
 from sparseinfer_dse.search.export import choose, export_one
 from sparseinfer_dse.search.outputs import write_outputs
 from sparseinfer_dse.search.pareto import front_mask
+from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
 from sparseinfer_dse.engine.profile import AlphaProfile
@@ -126,7 +127,7 @@ def test_staged_runs_lm_eval_only_near_the_front(tmp_path):
     assert front["accuracy_full"].notna().all()
     # every trial of the final proxy front got its lm-eval figure
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    mask = front_mask([t.values[0] for t in done], [t.values[1] for t in done], [0.01] * len(done))
+    mask = front_mask([trial_measured(t) for t in done])
     assert all("accuracy_full" in t.user_attrs for t, m in zip(done, mask) if m)
 
 

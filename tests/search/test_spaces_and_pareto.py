@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.search.pareto import dominates, front_mask, hypervolume_2d
+from sparseinfer_dse.search.pareto import Measured, dominates, front_mask, hypervolume_2d, more_accurate, verdict
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
 
 GRID = parse_alpha_grid("0.95:1.10", 0.01)
@@ -47,20 +47,47 @@ def test_bad_space():
         make_space("groups:9", 4, GRID)
 
 
+def _pt(ms, acc, lat_noise=0.0, acc_noise=0.0, items=None):
+    return Measured(ms, acc, ms - lat_noise, ms + lat_noise, acc - acc_noise, acc + acc_noise,
+                    None if items is None else tuple(items))
+
+
 def test_noise_makes_ties():
-    assert dominates(10.0, 0.9, 0.0, 10.5, 0.9, 0.0)  # faster, same accuracy
-    assert not dominates(10.0, 0.9, 1.0, 10.5, 0.9, 1.0)  # within noise: not faster
-    assert dominates(10.0, 0.95, 1.0, 10.5, 0.9, 1.0)  # same speed within noise, more accurate
-    assert not dominates(10.0, 0.9, 0.0, 9.0, 0.8, 0.0)
+    assert dominates(_pt(10.0, 0.9), _pt(10.5, 0.9))  # faster, same accuracy
+    assert not dominates(_pt(10.0, 0.9, 1.0), _pt(10.5, 0.9, 1.0))  # within noise: not faster
+    assert dominates(_pt(10.0, 0.95, 1.0), _pt(10.5, 0.9, 1.0))  # same speed within noise, more accurate
+    assert not dominates(_pt(10.0, 0.9), _pt(9.0, 0.8))
+    assert not dominates(_pt(10.0, 0.95, 0.0, 0.1), _pt(10.0, 0.9, 0.0, 0.1))  # accuracies inside their intervals
 
 
-@given(st.lists(st.tuples(st.floats(1, 100), st.floats(0, 1), st.floats(0, 5)), min_size=1, max_size=25))
+def test_accuracy_is_judged_paired_on_items():
+    """Same items: 6 answers right only in a, none only in b -> McNemar p = 2/64: more accurate,
+    even though the two 100-item intervals overlap widely."""
+    a = [1] * 56 + [0] * 44
+    b = [1] * 50 + [0] * 50
+    pa, pb = _pt(10.0, 56.0, 0.1, 10.0, a), _pt(10.0, 50.0, 0.1, 10.0, b)
+    assert more_accurate(pa, pb) == 1 and dominates(pa, pb)
+    assert more_accurate(_pt(10.0, 56.0, 0.1, 10.0), _pt(10.0, 50.0, 0.1, 10.0)) == 0  # unpaired: a tie
+    c = [1] * 50 + [0] * 46 + [1] * 4  # 4 discordant each way
+    assert more_accurate(_pt(10.0, 54.0, 0.1, 10.0, c), pb) == 0
+    assert verdict(pa, pb) == "latency same; more accurate"
+    assert verdict(_pt(9.0, 50.0, 0.1), _pt(10.0, 50.0, 0.1)) == "faster; accuracy same"
+
+
+def test_shifted_grants_accuracy_and_drops_items():
+    p = _pt(10.0, 0.5, 0.1, 0.05, [1, 0]).shifted(0.2)
+    assert p.accuracy == pytest.approx(0.7) and p.acc_interval == pytest.approx((0.65, 0.75)) and p.items is None
+
+
+@given(st.lists(st.tuples(st.floats(1, 100), st.floats(0, 1), st.floats(0, 5), st.floats(0, 0.2)),
+                min_size=1, max_size=25))
 def test_front_mask_is_the_non_dominated_set(points):
-    lat, acc, nz = map(np.array, zip(*points))
-    mask = front_mask(lat, acc, nz)
-    for b in range(len(points)):
-        dominated = any(dominates(lat[a], acc[a], nz[a], lat[b], acc[b], nz[b]) for a in range(len(points)) if a != b)
+    pts = [_pt(*p) for p in points]
+    mask = front_mask(pts)
+    for b in range(len(pts)):
+        dominated = any(dominates(pts[a], pts[b]) for a in range(len(pts)) if a != b)
         assert mask[b] == (not dominated)
+    assert mask.any()  # a front is never empty
 
 
 def test_hypervolume():
