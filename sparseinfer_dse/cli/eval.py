@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from sparseinfer_dse.cli.flags import flags_in_errors, given_flags
 from sparseinfer_dse.cli.options import (
     DecodeActivationOpt,
     DeviceOpt,
@@ -15,7 +16,6 @@ from sparseinfer_dse.cli.options import (
     ModelOpt,
     ProfileOpt,
 )
-from sparseinfer_dse.errors import UserError
 
 
 def _say(msg: str) -> None:
@@ -30,16 +30,29 @@ def _fmt_se(v: Optional[float]) -> str:
     return "" if v is None else f"± {100 * v:.2f}"
 
 
+def _interval(iv: Optional[list], signed: bool = False) -> str:
+    return "" if not iv else (f" [{iv[0]:+.2f}, {iv[1]:+.2f}]" if signed else f" [{iv[0]:.2f}, {iv[1]:.2f}]")
+
+
 def _rows_for_print(name: str, row: dict, dense: Optional[dict]) -> list[list[str]]:
-    """One printed line per metric of the task (gsm8k: strict-match and flexible-extract)."""
+    """One printed line per metric of the task (gsm8k: strict-match and flexible-extract); the primary
+    metric's line carries the 95% intervals (from the per-document scores) and the noise verdict."""
+    from sparseinfer_dse.eval.eval_job import task_intervals
+
+    iv = task_intervals(row, dense)
     lines = []
     for metric, m in row.get("metrics", {}).items():
         dm = (dense or {}).get("metrics", {}).get(metric, {})
         dv = dm.get("value")
         delta = None if dv is None or m["value"] is None else 100 * (m["value"] - dv)
+        primary = metric == row.get("metric")
+        verdict = "" if not primary or "delta_beyond_noise" not in iv else (
+            "beyond noise" if iv["delta_beyond_noise"] else "within noise")
         lines.append([
-            name, metric, _fmt_pct(m["value"]), _fmt_se(m["stderr"]), str(row.get("n", "")),
-            _fmt_pct(dv), "-" if delta is None else f"{delta:+.2f}",
+            name, metric, _fmt_pct(m["value"]).strip() + (_interval(iv.get("value_ci95")) if primary else ""),
+            _fmt_se(m["stderr"]), str(row.get("n", "")), _fmt_pct(dv).strip(),
+            ("-" if delta is None else f"{delta:+.2f}") + (_interval(iv.get("delta_ci95"), True) if primary else ""),
+            verdict,
         ])
         name = ""
     return lines
@@ -54,16 +67,17 @@ def _table(lines: list[list[str]], header: list[str]) -> str:
 
 
 def eval_command(
-    tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma list: gsm8k, gsm8k_cot, bbh, bbh_cot_fewshot_<subtask>, bbh_zeroshot, demo_arith, or any lm-eval task name (hub).")],
+    ctx: typer.Context,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma list: gsm8k, gsm8k_cot, bbh, bbh_cot_fewshot_<subtask>, bbh_zeroshot, demo_arith, or any lm-eval task name (hub). Default: the tasks the --profile's search measured (required when it records none).")] = None,
     model: ModelOpt = "demo",
     gguf_file: GgufFileOpt = None,
     profile: ProfileOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="First N documents of each task (all if omitted).")] = None,
     num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", help="Override the task's few-shot count.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Generation batch size (scores move with it; the baseline is cached per batch size).")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Generation batch size (scores move with it; the baseline is cached per batch size). Default: the --profile's measurement, else 8.")] = 8,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Offline data: gsm8k/{train,test}.jsonl and bbh/*.json (default: the GSM8K and BBH data shipped in sparseinfer_dse/data).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write lm-eval results JSON, samples and summary.json here.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch (batched reference path), numba-cpu (batch 1 only), numba-cuda, or auto (numba-cuda on a GPU, else numba-cpu).")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="torch (reference path), numba-cpu, numba-cuda, or auto (numba-cuda on a GPU, else numba-cpu); all batch. Default: the --profile's measurement, else torch.")] = "torch",
     proxy: Annotated[bool, typer.Option("--proxy", help="Also report the fidelity proxies (KL, top-1, NLL vs dense).")] = False,
     calibration: Annotated[Optional[str], typer.Option("--calibration", help="Proxy text: gsm8k (from --data-dir or the shipped data), demo, or a file (.jsonl or text). Default: demo for the demo model, else gsm8k.")] = None,
     calibration_samples: Annotated[int, typer.Option("--calibration-samples", help="Calibration sequences for --proxy.")] = 32,
@@ -80,37 +94,28 @@ def eval_command(
     """Evaluate a sparsified model with lm-eval (GSM8K, BBH, demo_arith...) against the dense baseline.
 
     Sparsity applies in decoding exactly as the engine runs it: prefill dense, each decode step
-    with the profile's per-layer alpha (default: uniform 1.00). Prints per task the metric,
-    stderr, sample count, dense baseline and delta in points.
-    """
-    from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
-    from sparseinfer_dse.eval.eval_job import EvalJob, run_eval
-    from sparseinfer_dse.eval.harness import parse_tasks
+    with the profile's per-layer alpha (default: uniform 1.00). Prints per task the metric with its
+    95% interval, stderr, sample count, dense baseline and the paired delta in points with its interval.
 
-    names = parse_tasks(tasks)
-    if backend not in BACKEND_CHOICES:
-        raise UserError(f"--backend must be one of {', '.join(BACKEND_CHOICES)}, not {backend!r}")
-    if backend == "numba-cpu" and batch_size != 1:
-        raise UserError("--backend numba-cpu runs one sequence at a time: use --batch-size 1")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if limit is not None and limit < 1:
-        raise UserError("--limit must be at least 1")
-    if data_dir is not None and not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a directory")
-    if proxy and calibration not in (None, "gsm8k", "demo") and not Path(calibration).is_file():
-        raise UserError(f"--calibration {calibration}: not gsm8k, demo or an existing file")
-    job = EvalJob(tuple(names), model, gguf_file, profile, limit, num_fewshot, batch_size, data_dir, out, backend,
-                  proxy, calibration, calibration_samples, decode_activation, device, dtype, seed, max_gen_toks,
-                  refresh_baseline, no_baseline, allow_model_mismatch, verbose)
+    A profile exported by a search is measured as the search measured it (tasks, limit, batch size,
+    backend, seed...); a flag given overrides that setting, and the figure is then not comparable.
+    """
+    from sparseinfer_dse.eval.eval_job import EvalJob, recorded_measurement, run_eval
+
+    with flags_in_errors(ctx.command):
+        job = EvalJob.resolve(given_flags(ctx), recorded_measurement(profile))
     res = run_eval(job, say=_say)
 
+    names = job.tasks
     lines: list[list[str]] = []
     for n in names:
         lines += _rows_for_print(n, res.rows[n], res.dense_rows.get(n))
-    typer.echo(f"\nmodel {model} | profile {res.profile_desc} | backend {res.backend} | limit {limit} | "
-               f"batch {batch_size} | seed {seed}")
-    typer.echo(_table(lines, ["task", "metric", "value %", "stderr", "n", "dense %", "delta pts"]))
+    typer.echo(f"\nmodel {model} | profile {res.profile_desc} | backend {res.backend} | limit {job.limit} | "
+               f"batch {job.batch_size} | seed {job.seed}")
+    typer.echo(_table(lines, ["task", "metric", "value % [95%]", "stderr", "n", "dense %", "delta pts [95%]",
+                              "vs dense"]))
+    typer.echo("95% intervals: bootstrap over the documents, the delta paired with dense on the same documents; "
+               "beyond noise when its interval excludes 0")
     for note in res.notes:
         typer.echo(f"note: {note}")
     times = ", ".join(f"{n} {res.rows[n]['seconds']:.1f}s" for n in names)

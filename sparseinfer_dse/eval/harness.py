@@ -325,3 +325,88 @@ def evaluate_tasks(handle_or_model: Any, tokenizer: Any, tasks: Sequence[str] | 
             if raw is not None:
                 raw[name] = res
     return out
+
+
+# ---- what a task is scored by, known before anything runs ---------------------------------------
+GENERATE_UNTIL = "generate_until"
+
+
+def task_output_types(names: Sequence[str], task_manager: Any) -> dict[str, str]:
+    """Each requested task's lm-eval `output_type` (a group: each of its leaf tasks'), read from the
+    TaskManager's task configs without building a task, so a search can refuse before its first trial.
+
+    A leaf inside a group is keyed `group::task` only when the group defines it inline."""
+    index = task_manager.task_index
+    out: dict[str, str] = {}
+    for name in names:
+        if name not in index:
+            raise UserError(f"unknown lm-eval task {name!r}")
+        _collect_types(index, name, None, out)
+    return out
+
+
+def _collect_types(index: dict, name: str, forced: Optional[str], out: dict[str, str]) -> None:
+    """Walk a task, tag or group; `forced` is an output_type set on the way down (lm-eval overrides)."""
+    entry = index[name]
+    kind = getattr(entry.kind, "name", str(entry.kind))
+    cfg = entry.cfg or {}
+    if kind == "TAG":
+        for task in sorted(entry.tags):
+            _collect_types(index, task, forced, out)
+    elif kind == "GROUP":
+        for item in cfg.get("task") or []:
+            _collect_member(index, name, item, forced or cfg.get("output_type"), out)
+    else:
+        out[name] = forced or _own_output_type(entry)
+
+
+def _collect_member(index: dict, group: str, item: Any, forced: Optional[str], out: dict[str, str]) -> None:
+    """One entry of a group's `task:` list: a name, `{task: name, ...}` or `{group: name, task: [...]}`."""
+    if isinstance(item, str):
+        item = {"task": item}
+    if not isinstance(item, dict):
+        return
+    forced = item.get("output_type") or forced  # an item's own override wins, as in lm-eval
+    if "group" in item:
+        if item["group"] in index:
+            _collect_types(index, item["group"], forced, out)
+        else:  # an inline group
+            for sub in item.get("task") or []:
+                _collect_member(index, f"{group}::{item['group']}", sub, forced, out)
+    elif "task" in item:
+        if item["task"] in index:
+            _collect_types(index, item["task"], forced, out)
+        else:  # an inline task: its config is the item itself
+            out[f"{group}::{item['task']}"] = forced or GENERATE_UNTIL
+
+
+def _own_output_type(entry: Any) -> str:
+    """A task config's output_type; TaskConfig's default (generate_until) when it sets none; a Python
+    task (`class:`) declares it on its class."""
+    cfg = entry.cfg or {}
+    if cfg.get("output_type"):
+        return str(cfg["output_type"])
+    if "class" in cfg and entry.yaml_path is not None:
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        try:
+            cls = load_yaml(entry.yaml_path, resolve_func=True).get("class")
+        except Exception:  # noqa: BLE001 - an unloadable class: its type is unknown, not an error here
+            return "unknown"
+        return str(getattr(cls, "OUTPUT_TYPE", None) or "unknown")
+    return GENERATE_UNTIL
+
+
+def require_generate_until(names: Sequence[str], task_manager: Any) -> dict[str, str]:
+    """Raise a one-line UserError for the first task not scored by generation: only decode steps run
+    sparse, so a log-likelihood score cannot move with the profile. Returns the output types."""
+    types = task_output_types(names, task_manager)
+    for task, kind in types.items():
+        if kind == "unknown":
+            raise UserError(f"task {task}: its output_type could not be read from its config (a Python task "
+                            "whose class does not load); search needs generate_until tasks (gsm8k, bbh, demo_arith)")
+        if kind != GENERATE_UNTIL:
+            raise UserError(f"task {task} is scored by log-likelihood (output_type {kind}): that is one prefill "
+                            "pass, which runs dense, so no alpha profile can change its score; search needs "
+                            "generate_until tasks (gsm8k, bbh, demo_arith)")
+    return types
