@@ -76,6 +76,14 @@ def _register() -> None:
     app.add_typer(synthetic_app, name="synthetic")
 
 
+def quiet_libraries() -> None:
+    """The commands show their own progress: transformers' per-checkpoint "Loading weights" bar is
+    switched off (its progress-bar switch; warnings and errors still print)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
     from sparseinfer_dse.openmp import passive_openmp
@@ -87,6 +95,7 @@ def main() -> None:
     from sparseinfer_dse.errors import UserError
 
     _register()
+    quiet_libraries()
     try:
         with flags_in_errors(typer.main.get_command(app)):  # a setting's field shown as its flag
             app()

@@ -12,6 +12,7 @@ used (`use_cache=None`): its key has no model identity, so profiles would share 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import math
@@ -200,6 +201,12 @@ def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
     git_hash = getattr(evaluator, "get_git_commit_hash", None)
     if git_hash is not None:
         evaluator.get_git_commit_hash = lambda: None
+    # its per-document "building requests" bar: the caller shows its own progress
+    import lm_eval.api.task as task_module
+
+    task_bar = getattr(task_module, "tqdm", None)
+    if task_bar is not None:
+        task_module.tqdm = functools.partial(task_bar, disable=True)
     try:
         yield
     finally:
@@ -207,6 +214,8 @@ def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
             lg.setLevel(lvl)
         if git_hash is not None:
             evaluator.get_git_commit_hash = git_hash
+        if task_bar is not None:
+            task_module.tqdm = task_bar
 
 
 def _quiet_hflm() -> type:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from sparseinfer_dse import interrupts
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.baseline_cache import task_data_digest
-from sparseinfer_dse.eval.harness import DEFAULT_SEED
+from sparseinfer_dse.eval.harness import DEFAULT_SEED, build_task_manager, require_generate_until
 from sparseinfer_dse.machine import device_name, set_threads, thread_counts
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, front_trials, open_study, run_study
@@ -56,6 +56,8 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     storage = opts.storage_url
     hb = opts.heartbeat_interval, opts.grace_period
     rdb = open_storage(storage, *hb)  # before the model load: a wrong URL fails at once, in one line
+    if opts.task_list:  # a log-likelihood task would score every profile exactly as dense: refuse it now
+        require_generate_until(list(opts.task_list), build_task_manager(list(opts.task_list), opts.data_dir))
     if opts.threads:
         set_threads(opts.threads)
 

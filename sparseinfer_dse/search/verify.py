@@ -8,7 +8,9 @@ order) with `repeats` rounds, and measures accuracy the same way the search did 
 batch size, seed: search/evaluator.py) on every document of the task unless a limit is given
 (the proxy: on more calibration sequences). It writes verified.csv: one row per candidate, the
 figures with their 95% intervals, the verdicts against dense and the paper seed, whether the point
-is on the front of the verified points, and what the search had measured for it.
+is on the front of the verified points, and what the search had measured for it. Latencies are
+stated as the search states them: the paired ratio to dense times the study's dense reference
+(`verify_dense_ms` is the dense figure of this run).
 """
 
 from __future__ import annotations
@@ -147,7 +149,11 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     lat = measure_profiles(handle, ev.workload, profiles, repeats=repeats, progress=bar.update)
     bar.close()
 
-    dense_ms = lat[DENSE]["ms"]
+    # Latencies as the search states them: each profile's paired ratio to this run's dense, times the
+    # study's dense reference (the machine's speed drifts between runs; the ratios do not).
+    measured_dense = lat[DENSE]["ms"]
+    dense_ms = (study.user_attrs.get("dense") or {}).get("ms") or measured_dense
+    scale = dense_ms / measured_dense
     rows: list[dict[str, Any]] = []
     items: list[Optional[tuple[float, ...]]] = []
     bar = tqdm(total=len(cands), unit="profile", desc="verify: accuracy", disable=not progress)
@@ -156,8 +162,8 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     for c in cands:
         row: dict[str, Any] = {"kind": c.kind, "name": c.name, "trial": c.trial}
         if c.profile is None:  # dense
-            row.update(latency_ms=dense_ms, latency_ci_low_ms=lat[DENSE]["ms_ci_low"],
-                       latency_ci_high_ms=lat[DENSE]["ms_ci_high"], latency_ratio=1.0)
+            row.update(latency_ms=dense_ms, latency_ci_low_ms=lat[DENSE]["ms_ci_low"] * scale,
+                       latency_ci_high_ms=lat[DENSE]["ms_ci_high"] * scale, latency_ratio=1.0)
             if opts.task_list:
                 row.update(accuracy=dense_acc["accuracy_full"], accuracy_low=dense_acc.get("accuracy_ci_low"),
                            accuracy_high=dense_acc.get("accuracy_ci_high"))
@@ -185,7 +191,7 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
             for i, a in enumerate(c.profile.alphas):
                 row[f"alpha_{i:03d}"] = a
         row.update(search_latency_ms=c.search.get("latency_ms"), search_accuracy=c.search.get("accuracy"),
-                   verify_repeats=repeats, verify_limit=vo.limit)
+                   verify_repeats=repeats, verify_limit=vo.limit, verify_dense_ms=measured_dense)
         rows.append(row)
         bar.update()
     bar.close()

@@ -1,0 +1,32 @@
+"""A/A on the demo: one profile measured as separate trials with the search's own evaluator (few
+latency runs, the proxy) is judged "not different" by the front's verdict. studies/aa/aa_rate.py
+measures the rate with the default settings and more trials."""
+
+import itertools
+
+from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.sparsify import sparsify
+from sparseinfer_dse.eval.items import unpack
+from sparseinfer_dse.models.loading import ModelSpec, load_model
+from sparseinfer_dse.search.evaluator import SearchEvaluator
+from sparseinfer_dse.search.options import SearchOptions
+from sparseinfer_dse.search.pareto import Measured, faster, more_accurate
+
+
+def test_same_profile_separate_trials_not_different():
+    opts = SearchOptions(model="demo", latency_tokens=8, latency_prompts=2, latency_repeats=3, calibration_samples=8,
+                         backend="numba-cpu", device="cpu")
+    lm = load_model(ModelSpec("demo", device="cpu"), tokenizer=True)
+    ev = SearchEvaluator(lm, sparsify(lm, None, "numba-cpu"), opts, progress=False)
+    ev.reference_ms = ev.dense()["ms"]
+    profile = AlphaProfile.paper(len(lm.mlps), 1.03)
+    points = []
+    for _ in range(5):
+        lat, prox = ev.latency(profile), ev.proxy(profile)
+        assert lat["ci_low_ms"] <= lat["ms"] <= lat["ci_high_ms"] and lat["runs"] == 6
+        points.append(Measured(lat["ms"], prox["score"], lat["ci_low_ms"], lat["ci_high_ms"], prox["ci_low"],
+                               prox["ci_high"], tuple(unpack(prox["items"]))))
+    pairs = list(itertools.combinations(points, 2))
+    assert all(more_accurate(a, b) == 0 for a, b in pairs)  # the proxy is deterministic: identical items
+    different = sum(faster(a, b) != 0 for a, b in pairs)
+    assert different <= 1, f"{different} of {len(pairs)} A/A pairs judged different in latency"
