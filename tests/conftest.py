@@ -109,3 +109,20 @@ def interrupt_inside_c_callback():
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield deliver
     signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
+def invoke():
+    """Run a CLI command in-process (arguments str()-ed); fails with its output unless it exits 0."""
+    from typer.testing import CliRunner
+
+    from sparseinfer_dse.cli import _register, app
+
+    _register()
+
+    def run(*args):
+        res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res
+
+    return run

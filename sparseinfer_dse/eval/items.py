@@ -45,30 +45,27 @@ def item_scores(results: dict, leaves: Sequence[str], metric: Optional[str]) -> 
     return out
 
 
-def accuracy_interval(items_per_task: dict[str, Sequence[float]]) -> Interval:
-    """The mean over tasks of each task's mean item score, in points, with a bootstrap interval
-    (each task's items resampled on their own: tasks are averaged, not pooled)."""
-    per_task = [mean_interval(v) for v in items_per_task.values()]
+def _mean_of_tasks(per_task: list[Interval]) -> Interval:
+    """The mean over tasks of independent per-task estimates, in points: the half-widths add in
+    quadrature around the mean estimate (each side on its own: bootstrap intervals are skewed)."""
     n = len(per_task)
     if n == 1:
         return per_task[0].scaled(100.0)
-    # a sum of independent task means: the half-widths add in quadrature around the mean estimate
     est = sum(iv.estimate for iv in per_task) / n
     lo = est - math.sqrt(sum((iv.estimate - iv.low) ** 2 for iv in per_task)) / n
     hi = est + math.sqrt(sum((iv.high - iv.estimate) ** 2 for iv in per_task)) / n
     return Interval(est, lo, hi).scaled(100.0)
+
+
+def accuracy_interval(items_per_task: dict[str, Sequence[float]]) -> Interval:
+    """The mean over tasks of each task's mean item score, in points, with a bootstrap interval
+    (each task's items resampled on their own: tasks are averaged, not pooled)."""
+    return _mean_of_tasks([mean_interval(v) for v in items_per_task.values()])
 
 
 def delta_interval(items: dict[str, Sequence[float]], reference: dict[str, Sequence[float]]) -> Interval:
     """Accuracy minus the reference's (e.g. dense) on the same items, in points, paired per task."""
-    per_task = [paired_delta(items[t], reference[t]) for t in items]
-    n = len(per_task)
-    if n == 1:
-        return per_task[0].scaled(100.0)
-    est = sum(iv.estimate for iv in per_task) / n
-    lo = est - math.sqrt(sum((iv.estimate - iv.low) ** 2 for iv in per_task)) / n
-    hi = est + math.sqrt(sum((iv.high - iv.estimate) ** 2 for iv in per_task)) / n
-    return Interval(est, lo, hi).scaled(100.0)
+    return _mean_of_tasks([paired_delta(items[t], reference[t]) for t in items])
 
 
 def joined(items_per_task: dict[str, Sequence[float]], tasks: Sequence[str]) -> list[float]:

@@ -18,12 +18,15 @@ from sparseinfer_dse.engine.decode import prepare_workload
 from sparseinfer_dse.engine.latency import measure_decode_latency
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import dense_baseline
 from sparseinfer_dse.eval.harness import DEFAULT_SEED, evaluate_tasks
 from sparseinfer_dse.eval.calibration import load_calibration
 from sparseinfer_dse.eval.items import accuracy_interval, delta_interval, pack, unpack
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
+from sparseinfer_dse.machine import set_threads
+from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.stats import Interval, mean_interval
 from sparseinfer_dse.search.options import SearchOptions
 
@@ -38,6 +41,15 @@ class SearchEvaluator:
         prompts = gsm8k_prompts(settings.latency_prompts, settings.data_dir)
         self.workload = prepare_workload(lm.model, self.tok, prompts, settings.latency_tokens, handle)
         self._reference = None
+
+    @classmethod
+    def load(cls, settings: SearchOptions, progress: bool = False) -> "SearchEvaluator":
+        """Load the model of `settings` (threads, device, dtype, backend as given) and build the evaluator."""
+        if settings.threads:
+            set_threads(settings.threads)
+        lm = load_model(ModelSpec(settings.model, settings.gguf_file, settings.device, settings.dtype,
+                                  settings.decode_activation), tokenizer=True)
+        return cls(lm, sparsify(lm, None, settings.backend), settings, progress=progress)
 
     # ---- pieces -------------------------------------------------------------------------------
     def _ref(self):

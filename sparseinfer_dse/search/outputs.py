@@ -19,8 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sparseinfer_dse.atomic import replaced, replaced_dir, write_text
 from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.identity import ModelIdentity
 from sparseinfer_dse.search.pareto import Measured, front_mask, verdict
+from sparseinfer_dse.search.storage import open_storage
 from sparseinfer_dse.search.trial_measures import ITEM_KEYS, LM_EVAL, OBJECTIVE, lm_eval_items, trial_measured
 from sparseinfer_dse.search.trial_profile import stored_keys, trial_profile
 
@@ -172,9 +174,6 @@ def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optio
 def rewrite_outputs(out: Path, storage: Optional[str] = None) -> Optional[dict[str, Any]]:
     """Write trials.csv, pareto.csv, profiles/ and study.json again from the study's storage (as the
     folder's study.json names it, or `storage`); None when the folder has no reachable storage."""
-    from sparseinfer_dse.errors import UserError
-    from sparseinfer_dse.search.storage import open_storage
-
     path = out / "study.json"
     if not path.is_file():
         raise UserError(f"{out} is not a search output folder (no study.json)")

@@ -26,15 +26,13 @@ import pandas as pd
 from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.engine.latency_profiles import DENSE, measure_profiles, runs_needed
 from sparseinfer_dse.engine.profile import AlphaProfile
-from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.items import unpack
-from sparseinfer_dse.machine import set_threads
-from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.search.evaluator import SearchEvaluator
 from sparseinfer_dse.search.options import OPTION_NAMES, SearchOptions
 from sparseinfer_dse.search.outputs import PAPER_SEED, judged_trials
-from sparseinfer_dse.search.pareto import Measured, front_mask, verdict
+from sparseinfer_dse.search.pareto import Measured, dominates, front_mask, verdict
+from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.storage import open_storage, redact
 from sparseinfer_dse.search.trial_measures import LM_EVAL, lm_eval_items
 from sparseinfer_dse.search.trial_profile import trial_profile
@@ -133,12 +131,8 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
         raise UserError("--limit must be at least 1")
     measure = replace(opts, limit=vo.limit, latency_repeats=repeats,
                       calibration_samples=CALIBRATION_FACTOR * opts.calibration_samples)
-    if opts.threads:
-        set_threads(opts.threads)
-    lm = load_model(ModelSpec(opts.model, opts.gguf_file, opts.device, opts.dtype, opts.decode_activation),
-                    tokenizer=True)
-    handle = sparsify(lm, None, opts.backend)
-    ev = SearchEvaluator(lm, handle, measure, progress=False)
+    ev = SearchEvaluator.load(measure)
+    lm, handle = ev.lm, ev.handle
     profiles = {c.name: c.profile for c in cands if c.profile is not None}
     say(f"verifying {len(profiles)} profiles and dense on {lm.device} (backend {handle.backend}): latency "
         f"{repeats} rounds x {opts.latency_prompts} prompts interleaved"
@@ -200,23 +194,24 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     with replaced(vo.study / "verified.csv") as tmp:
         df.to_csv(tmp, index=False)
     if vo.report:
-        from sparseinfer_dse.search.report import write_report
-
         write_report(vo.study)
     return df
 
 
 def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]]) -> None:
     """Verdicts vs dense (latency on the paired ratio interval vs 1) and vs the paper seed, and the
-    front among the verified points (dense included)."""
+    front of the verified profiles (dense marked on it when no profile dominates it)."""
     points = [_point(r, it) for r, it in zip(rows, items)]
     if items[0] is None and rows[0]["accuracy_low"] == rows[0]["accuracy_high"]:  # the proxy's exact dense score
         n = next((len(it) for it in items if it is not None), 0)
         points[0] = replace(points[0], items=(rows[0]["accuracy"],) * n if n else None)
     dense = replace(points[0], latency=1.0, latency_low=1.0, latency_high=1.0)
     seed = next((p for r, p in zip(rows, points) if r["name"] == PAPER_SEED), None)
-    for r, p, keep in zip(rows, points, front_mask(points)):
-        r["on_front"] = bool(keep)
+    # the front of the profiles (what `export` chooses from); dense is on it when no profile dominates it
+    profiles = [p for r, p in zip(rows, points) if r["kind"] != "dense"]
+    keep = list(front_mask(profiles))
+    for r, p in zip(rows, points):
+        r["on_front"] = (not any(dominates(q, p) for q in profiles)) if r["kind"] == "dense" else bool(keep.pop(0))
         if r["kind"] == "dense":
             r["vs_dense"], r["vs_seed"] = "", verdict(p, seed) if seed is not None else ""
             continue

@@ -33,21 +33,15 @@ def main() -> None:
     from tqdm import tqdm
 
     from sparseinfer_dse.engine.profile import AlphaProfile
-    from sparseinfer_dse.engine.sparsify import sparsify
     from sparseinfer_dse.eval.items import unpack
-    from sparseinfer_dse.machine import set_threads, thread_counts
-    from sparseinfer_dse.models.loading import ModelSpec, load_model
+    from sparseinfer_dse.machine import thread_counts
     from sparseinfer_dse.search.evaluator import SearchEvaluator
     from sparseinfer_dse.search.options import SearchOptions
     from sparseinfer_dse.search.pareto import Measured, faster, more_accurate
 
     opts = SearchOptions.resolve({}, args.study)
-    if opts.threads:
-        set_threads(opts.threads)
-    lm = load_model(ModelSpec(opts.model, opts.gguf_file, opts.device, opts.dtype, opts.decode_activation),
-                    tokenizer=True)
-    handle = sparsify(lm, None, opts.backend)
-    ev = SearchEvaluator(lm, handle, opts, progress=False)
+    ev = SearchEvaluator.load(opts)
+    lm = ev.lm
     dense = ev.dense()
     ev.reference_ms, ev.dense_items = dense["ms"], dense.get("items")
     n = len(lm.mlps)

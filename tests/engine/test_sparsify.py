@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from sparseinfer_dse.engine.decode import prefill, step
 from sparseinfer_dse.engine import sparsify
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
@@ -37,10 +38,10 @@ def test_prediction_off_equals_dense(tiny_model, kind, backend, dtype):
         assert torch.equal(_generate(lm.model, ids), dense)
         # decode-step logits against dense, one token at a time through the KV cache
         with torch.no_grad():
-            pre = lm.model(dense[:, :-3], use_cache=True)
-            step = lm.model(dense[:, -3:-2], past_key_values=pre.past_key_values, use_cache=True)
+            _, cache = prefill(lm.model, dense[:, :-3])
+            logits, _ = step(lm.model, dense[:, -3:-2], cache)
         tol = 1e-4 if dtype == "float32" else 3e-2
-        torch.testing.assert_close(step.logits[:, -1].float(), out.logits[:, -3].float(), atol=tol, rtol=tol)
+        torch.testing.assert_close(logits.float(), out.logits[:, -3].float(), atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("kind", ["llama-relu", "sparsellama"])
@@ -85,9 +86,9 @@ def test_aggressive_alpha_changes_output(tiny_model):
     with torch.no_grad():
         ref = lm.model(ids).logits
     with sparsify(lm, AlphaProfile.uniform(3, 0.5), "numba-cpu"), torch.no_grad():
-        pre = lm.model(ids[:, :-1], use_cache=True)
-        step = lm.model(ids[:, -1:], past_key_values=pre.past_key_values, use_cache=True).logits
-    assert (step[:, -1] - ref[:, -1]).abs().max() > 1e-3
+        _, cache = prefill(lm.model, ids[:, :-1])
+        logits, _ = step(lm.model, ids[:, -1:], cache)
+    assert (logits - ref[:, -1]).abs().max() > 1e-3
 
 
 def test_silu_refused_without_opt_in(tiny_model):
@@ -99,8 +100,8 @@ def test_silu_refused_without_opt_in(tiny_model):
 
     def decode_step():
         with torch.no_grad():
-            pre = lm.model(ids[:, :-1], use_cache=True)
-            return lm.model(ids[:, -1:], past_key_values=pre.past_key_values, use_cache=True).logits[:, -1]
+            _, cache = prefill(lm.model, ids[:, :-1])
+            return step(lm.model, ids[:, -1:], cache)[0]
 
     with torch.no_grad():
         silu = lm.model(ids).logits[:, -1]

@@ -24,7 +24,9 @@ from optuna.trial import TrialState
 
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_study, run_study
+from sparseinfer_dse.search.pareto import dominates
 from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.trial_profile import trial_profile
 from sparseinfer_dse.search.storage import is_lost, normalize_url, open_storage, study_counts
 
@@ -33,7 +35,7 @@ from pg_server import free_port  # tests/search is on sys.path (conftest.py)
 CLI = [sys.executable, "-c", "from sparseinfer_dse.cli import main; main()"]
 # The smallest settings `search` offers: 4 calibration sequences, 2 decoded tokens, 1 prompt, 1 round.
 SMALL = ["--model", "demo", "--fidelity", "proxy", "--calibration-samples", "4", "--latency-tokens", "2",
-         "--latency-prompts", "1", "--latency-repeats", "1", "--threads", "1", "--no-report",
+         "--latency-prompts", "1", "--latency-repeats", "1", "--threads", "1", "--no-report", "--no-verify",
          "--heartbeat-interval", "1", "--grace-period", "4"]
 SEEDS = {"uniform-1.00": [1.0, 1.0, 1.0, 1.0], "paper-1.03": [1.03, 1.03, 1.0, 1.0]}
 WAIT_S = 900
@@ -118,19 +120,11 @@ def _stop_mid_trial(proc, url, name, sig, min_complete=1, timeout=WAIT_S):
 
 
 def _brute_front(trials):
-    """Non-dominated COMPLETE trials by the definition (noise-aware latency, exact accuracy)."""
-    pts = [(t.number, t.values[0], t.values[1], t.user_attrs.get("latency_noise_ms", 0.0)) for t in trials
-           if t.state == TrialState.COMPLETE]
-    front = []
-    for n, lb, ab, nb in pts:
-        dominated = False
-        for m, la, aa, na in pts:
-            tol = max(na, nb)
-            if m != n and la <= lb + tol and aa >= ab and (la < lb - tol or aa > ab):
-                dominated = True
-        if not dominated:
-            front.append(n)
-    return sorted(front)
+    """Non-dominated COMPLETE trials by the definition (search/pareto.py `dominates` on each trial's
+    stored figures and intervals), checked pair by pair."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    pts = [trial_measured(t) for t in done]
+    return sorted(t.number for t, p in zip(done, pts) if not any(dominates(q, p) for q in pts if q is not p))
 
 
 def _assert_seeds_once(trials):

@@ -12,25 +12,19 @@ from sparseinfer_dse.engine.profile import AlphaProfile
 _register()
 
 
-def _invoke(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def test_eval_of_an_exported_profile_reproduces_the_search(tmp_path, monkeypatch):
+def test_eval_of_an_exported_profile_reproduces_the_search(invoke, tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSEINFER_DSE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    _invoke("search", "--model", "demo", "--out", out, "--fidelity", "full", "--tasks", "demo_arith", "--limit", 24,
+    invoke("search", "--model", "demo", "--out", out, "--fidelity", "full", "--tasks", "demo_arith", "--limit", 24,
             "--batch-size", 8, "--budget", 3, "--alpha-range", "0.85:1.0", "--latency-tokens", 4,
             "--latency-repeats", 2, "--no-verify", "--no-report")
-    _invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
+    invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     checked = 0
     for path in sorted((tmp_path / "front").glob("*.json")):
         prof = AlphaProfile.load(path)
         m = prof.metrics["measurement"]
         assert (m["limit"], m["batch_size"], m["tasks"]) == (24, 8, ["demo_arith"])
-        res = _invoke("eval", "--profile", path, "--out", tmp_path / f"eval-{path.stem}")
+        res = invoke("eval", "--profile", path, "--out", tmp_path / f"eval-{path.stem}")
         assert "as the search measured it" in res.output and "not comparable" not in res.output
         summary = json.loads((tmp_path / f"eval-{path.stem}" / "summary.json").read_text())
         assert 100 * summary["tasks"]["demo_arith"]["value"] == prof.metrics["accuracy"]  # the same documents, answers

@@ -11,13 +11,7 @@ from sparseinfer_dse.engine.profile import AlphaProfile
 _register()
 
 
-def _invoke(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def test_search_resume_export_report(tiny_model, tmp_path):
+def test_search_resume_export_report(invoke, tiny_model, tmp_path):
     cal = tmp_path / "cal.jsonl"
     cal.write_text("\n".join(json.dumps({"prompt": f"Q: {i} + {i} =", "continuation": f" {2 * i} and more"})
                              for i in range(4)))
@@ -26,8 +20,8 @@ def test_search_resume_export_report(tiny_model, tmp_path):
     common = ["search", "--model", model, "--out", out, "--calibration", cal, "--calibration-samples", 4,
               "--latency-tokens", 2, "--latency-prompts", 1, "--latency-repeats", 1, "--alpha-range", "0.8:1.1",
               "--alpha-step", "0.05", "--backend", "numba-cpu", "--no-report"]
-    _invoke(*common, "--budget", 3)
-    _invoke(*common, "--budget", 4)
+    invoke(*common, "--budget", 3)
+    invoke(*common, "--budget", 4)
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 4 and set(trials.state) == {"COMPLETE"}
     assert list(trials.seed[:2]) == ["uniform-1.00", "paper-1.03"]
@@ -35,14 +29,14 @@ def test_search_resume_export_report(tiny_model, tmp_path):
     assert trials.proxy_kl.ge(0).all()
     meta = json.loads((out / "study.json").read_text())
     assert meta["dense"]["ms"] > 0 and meta["trials"] == {"COMPLETE": 4}
-    _invoke("report", "--study", out)
+    invoke("report", "--study", out)
     assert (out / "report.html").is_file() and (out / "pareto.png").is_file()
-    _invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
+    invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     for p in (tmp_path / "front").glob("*.json"):
         assert AlphaProfile.load(p).num_layers == 3
 
 
-def test_ctrl_c_while_writing_outputs_leaves_whole_files(tiny_model, tmp_path, monkeypatch):
+def test_ctrl_c_while_writing_outputs_leaves_whole_files(invoke, tiny_model, tmp_path, monkeypatch):
     """A Ctrl-C in the middle of a figure: exit 130 with one line, every file old or new but never
     half written, no temporary left; the same command again writes the rest."""
     import matplotlib.figure
@@ -53,7 +47,7 @@ def test_ctrl_c_while_writing_outputs_leaves_whole_files(tiny_model, tmp_path, m
     common = ["search", "--model", tiny_model("llama-relu"), "--out", out, "--calibration", cal,
               "--calibration-samples", 2, "--latency-tokens", 2, "--latency-prompts", 1, "--latency-repeats", 1,
               "--backend", "numba-cpu"]
-    _invoke(*common, "--budget", 2)
+    invoke(*common, "--budget", 2)
     before = (out / "pareto.png").read_bytes()
     real_savefig = matplotlib.figure.Figure.savefig
 
@@ -70,5 +64,5 @@ def test_ctrl_c_while_writing_outputs_leaves_whole_files(tiny_model, tmp_path, m
     assert len(pd.read_csv(out / "trials.csv")) == 3  # written before the report
     assert not [p.name for p in out.rglob("*") if ".tmp" in p.name]
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", real_savefig)
-    _invoke(*common, "--budget", 3)
+    invoke(*common, "--budget", 3)
     assert (out / "pareto.png").read_bytes() != before and len(pd.read_csv(out / "trials.csv")) == 3

@@ -12,23 +12,17 @@ from sparseinfer_dse.engine.profile import AlphaProfile
 _register()
 
 
-def _invoke(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def test_verify_writes_verified_csv_and_export_prefers_it(tiny_model, tmp_path):
+def test_verify_writes_verified_csv_and_export_prefers_it(invoke, tiny_model, tmp_path):
     cal = tmp_path / "cal.jsonl"
     cal.write_text("\n".join(json.dumps({"prompt": f"Q: {i} + {i} =", "continuation": f" {2 * i} and more"})
                              for i in range(6)))
     out = tmp_path / "run"
-    _invoke("search", "--model", tiny_model("llama-relu"), "--out", out, "--calibration", cal,
+    invoke("search", "--model", tiny_model("llama-relu"), "--out", out, "--calibration", cal,
             "--calibration-samples", 3, "--latency-tokens", 2, "--latency-prompts", 1, "--latency-repeats", 2,
             "--alpha-range", "0.8:1.1", "--alpha-step", "0.05", "--backend", "numba-cpu", "--budget", 4,
             "--no-verify", "--no-report")
     assert not (out / "verified.csv").exists()
-    res = _invoke("verify", "--study", out, "--repeats", 3)
+    res = invoke("verify", "--study", out, "--repeats", 3)
     v = pd.read_csv(out / "verified.csv")
     assert v.kind.iloc[0] == "dense" and v.latency_ratio.iloc[0] == 1.0
     assert {"uniform-1.00", "paper-1.03"} <= set(v.name)  # the seeds always
@@ -40,7 +34,7 @@ def test_verify_writes_verified_csv_and_export_prefers_it(tiny_model, tmp_path):
     assert v[v.kind != "dense"].vs_dense.str.contains("latency|faster|slower").all()
     assert "vs dense" in res.output and "verified" in (out / "report.html").read_text()
     chosen = v[(v.kind != "dense") & v.on_front].sort_values("latency_ms").iloc[0]
-    res = _invoke("export", "--study", out, "--max-latency", 1e9, "--out", tmp_path / "p.json")
+    res = invoke("export", "--study", out, "--max-latency", 1e9, "--out", tmp_path / "p.json")
     assert "verified figures" in res.output
     prof = AlphaProfile.load(tmp_path / "p.json")
     assert prof.metrics["verified"]["repeats"] == 3 and "latency_ci_low_ms" in prof.metrics["verified"]
