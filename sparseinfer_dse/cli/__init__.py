@@ -77,11 +77,14 @@ def _register() -> None:
 
 
 def quiet_libraries() -> None:
-    """The commands show their own progress: transformers' per-checkpoint "Loading weights" bar is
-    switched off (its progress-bar switch; warnings and errors still print)."""
+    """The commands show their own progress: transformers' per-checkpoint "Loading weights" bar and
+    datasets' "Generating split" bar (lm-eval loading a task's local data) are switched off, by their
+    libraries' own switches; warnings and errors still print."""
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def main() -> None:
