@@ -47,6 +47,7 @@ def search_command(
     verify: Annotated[bool, typer.Option(help="At the end, measure the front, the seeds and dense again, interleaved, with 3x the latency rounds and every task document (verified.csv; `sparseinfer-dse verify` does it later).")] = True,
     heartbeat_interval: Annotated[int, typer.Option(help="Seconds between heartbeats of a running trial (crash detection).")] = 10,
     grace_period: Annotated[int, typer.Option(help="Seconds without heartbeat after which another worker fails a trial as lost and re-enqueues it.")] = 30,
+    storage_outage_limit: Annotated[float, typer.Option(help="Seconds to wait for an unreachable database (a server restart) before stopping with exit code 2; the trial whose result could not be stored is rerun.")] = 300.0,
 ) -> None:
     """Search per-layer alpha profiles for the Pareto front of (decode latency, accuracy).
 

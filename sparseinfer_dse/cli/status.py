@@ -15,6 +15,7 @@ def status_command(
     name: Annotated[str, typer.Option(help="Study name (the search's --name).")] = "demo",
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: the SQLite file of studies/runs/<name>).")] = None,
     as_json: JsonFlag = False,
+    grace_period: Annotated[Optional[float], typer.Option(help="Seconds without heartbeat after which a running trial counts as lost (default: the study's workers' --grace-period).")] = None,
 ) -> None:
     """Trials complete, running, failed and waiting per worker, and the current Pareto front.
 
@@ -22,7 +23,7 @@ def status_command(
     """
     from sparseinfer_dse.search.status import study_status
 
-    info = study_status(storage or _default_storage(name), name)
+    info = study_status(storage or _default_storage(name), name, grace_period)
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -55,7 +56,11 @@ def render(info: dict[str, Any]) -> str:
                      f"{r['waiting']:>7}  {r.get('device') or '-'}")
     for r in info["running"]:
         age = "no heartbeat yet" if r["heartbeat_age_s"] is None else f"last heartbeat {r['heartbeat_age_s']:.0f} s ago"
-        lines.append(f"  running: trial {r['trial']} on {r['worker'] or '?'}, {age}")
+        if r.get("lost"):
+            lines.append(f"  lost: trial {r['trial']} on {r['worker'] or '?'}, {age} (grace period "
+                         f"{info['grace_period_s']:g} s): its worker is gone; the next worker fails it and reruns its profile")
+        else:
+            lines.append(f"  running: trial {r['trial']} on {r['worker'] or '?'}, {age}")
     lines.append("")
     if not info["front"]:
         lines.append("Pareto front: empty (no complete trial yet)")

@@ -30,10 +30,14 @@ from sparseinfer_dse.interrupts import check as check_interrupt
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.search.pareto import Measured, dominates, front_mask
 from sparseinfer_dse.search.spaces import Space
-from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, open_storage,
-                                            redact, requeue_lost, study_counts)
+from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, is_storage_error,
+                                            open_storage, rdb_of, reachable, redact, requeue_lost,
+                                            storage_error_line, study_counts)
 from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.trial_profile import PROFILE, SEED_PROFILE, seed_profile
+
+
+OUTAGE_LIMIT = 300.0  # seconds a worker waits for an unreachable database (see run_study)
 
 
 class Evaluator(Protocol):
@@ -60,6 +64,7 @@ class SearchConfig:
     device: str = ""  # recorded on every trial: the device kind and name that measured its latency
     heartbeat_interval: Optional[int] = HEARTBEAT_INTERVAL
     grace_period: Optional[int] = GRACE_PERIOD
+    outage_limit: float = OUTAGE_LIMIT  # seconds a worker waits for an unreachable database before it stops
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -182,6 +187,8 @@ class Objective:
         except optuna.exceptions.UpdateFinishedTrialError:
             raise  # another worker failed this trial as lost (see run_study)
         except Exception as exc:  # recorded, then optuna marks the trial FAIL and the study goes on
+            if is_storage_error(exc):
+                raise  # the database, not the profile: run_study waits for it and re-runs the trial
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise
         return ms, acc
@@ -256,7 +263,8 @@ def _requeue_interrupted(trial: optuna.Trial) -> None:
 def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
               callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
               on_wait: Optional[Callable[[dict[str, int]], None]] = None,
-              on_lost: Optional[Callable[[FrozenTrial], None]] = None) -> int:
+              on_lost: Optional[Callable[[FrozenTrial], None]] = None,
+              on_outage: Optional[Callable[[str], None]] = None) -> int:
     """Run trials until the study holds `budget` counted trials (or timeout). Returns trials run here.
 
     Before each trial the worker takes the study's claim lock, fails dead workers' trials, and claims
@@ -264,6 +272,11 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
     When the whole budget is claimed but trials still run elsewhere, it waits for them (calling
     `on_wait` once with the counts), polling every 2 s at most. `on_lost` is called with a
     trial of this worker that another worker failed as lost meanwhile (its result is dropped).
+
+    A database that goes away (a server restart) is waited for, with backoff, up to
+    `cfg.outage_limit` seconds (`on_outage` gets one line when it goes and when it is back); this
+    worker's trial whose result could not be stored is then failed as lost and its profile
+    re-enqueued, so nothing is lost or counted twice. Past the limit: a one-line UserError.
     """
     lock = ClaimLock(study._storage, study.study_name)
     enqueue_seeds(study, cfg.space, lock)
@@ -275,7 +288,14 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
     waited = False
     while cfg.timeout is None or time.monotonic() - t0 < cfg.timeout:
         check_interrupt()
-        lock.acquire()
+        objective.current = None
+        try:
+            lock.acquire()
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            _ride_out(study, cfg, exc, None, on_outage)
+            continue
         try:
             stale_check(study)
             counts = study_counts(study)
@@ -291,11 +311,12 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
             # A sampler seeded by (seed, trials so far): reproducible for one worker, and workers that
             # share a --seed do not draw the same random startup profiles.
             study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.get_trials(deepcopy=False)))
-            objective.current = None
             try:
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=list(callbacks),
                                gc_after_trial=False)
-            except (ValueError, RuntimeError):
+            except (ValueError, RuntimeError) as exc:
+                if is_storage_error(exc):
+                    raise
                 # This worker was so slow (no heartbeat for a grace period) that another one failed its
                 # trial as lost and re-enqueued it; optuna then refuses our result. Go on.
                 tid = objective.current
@@ -305,6 +326,47 @@ def run_study(study: optuna.Study, cfg: SearchConfig, evaluator: Evaluator,
                 if on_lost is not None:
                     on_lost(lost)
             ran += 1
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            lock.release()
+            _ride_out(study, cfg, exc, objective.current, on_outage)
         finally:
             lock.release()
     return ran
+
+
+def _ride_out(study: optuna.Study, cfg: SearchConfig, exc: BaseException, trial_id: Optional[int],
+              on_outage: Optional[Callable[[str], None]]) -> None:
+    """Wait for the database to come back (backoff 1 s doubling to 15 s) for at most
+    `cfg.outage_limit` seconds, then fail this worker's unfinished trial as lost and re-enqueue its
+    profile (its result never reached the database). Past the limit: a one-line UserError (the
+    trial is then left to the other workers' stale-heartbeat check)."""
+    say = on_outage or (lambda msg: None)
+    shown = redact(str(getattr(rdb_of(study._storage), "url", cfg.storage)))
+    t0 = time.monotonic()
+    say(f"storage {shown} unreachable ({storage_error_line(exc)}); waiting up to {cfg.outage_limit:g} s for it")
+    delay = 1.0
+    while not reachable(study._storage):
+        waited = time.monotonic() - t0
+        if waited >= cfg.outage_limit:
+            raise UserError(f"storage {shown} unreachable for {waited:.0f} s (--storage-outage-limit "
+                            f"{cfg.outage_limit:g}): {storage_error_line(exc)}; finished trials are kept there, "
+                            "this worker's running trial is rerun by the others; rerun the same command to continue")
+        check_interrupt()
+        time.sleep(min(delay, max(cfg.outage_limit - waited, 0.1)))
+        delay = min(2 * delay, 15.0)
+    say(f"storage back after {time.monotonic() - t0:.0f} s")
+    if trial_id is None:
+        return
+    rdb = rdb_of(study._storage)
+    trial = rdb.get_trial(trial_id)
+    if trial.state != TrialState.RUNNING:
+        return  # its result was stored (the failure came after), or another worker failed it already
+    try:
+        rdb.set_trial_user_attr(trial_id, "lost", "storage outage")
+        if rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            requeue_lost(study, rdb.get_trial(trial_id))
+            say(f"trial {trial.number}: its result could not be stored; failed as lost, its profile re-enqueued")
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker's stale check was first

@@ -63,6 +63,7 @@ class SearchOptions:
     verify: bool = True
     heartbeat_interval: int = 10
     grace_period: int = 30
+    storage_outage_limit: float = 300.0
 
     # ---- the one precedence rule ---------------------------------------------------------------
     @classmethod
@@ -101,6 +102,8 @@ class SearchOptions:
                 raise OptionError(key, f"{{{key}}} must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise OptionError("limit", "{limit} must be at least 1")
+        if self.storage_outage_limit < 0:
+            raise OptionError("storage_outage_limit", "{storage_outage_limit} must be 0 or more seconds")
         if self.threads is not None and self.threads < 1:
             raise OptionError("threads", "{threads} must be at least 1")
 

@@ -75,10 +75,11 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     worker = f"{socket.gethostname()}:{os.getpid()}:{lm.device}"
     cfg = SearchConfig(budget, space, fidelity, opts.sampler, opts.seed, opts.timeout, opts.name, storage,
                        identity=identity, worker=worker, device=identity["device_kind"],
-                       heartbeat_interval=hb[0], grace_period=hb[1])
+                       heartbeat_interval=hb[0], grace_period=hb[1], outage_limit=opts.storage_outage_limit)
     study = open_study(cfg, rdb)
     optuna_quiet()
     study.set_user_attr("budget", budget)  # shown by `status` (the last worker's --budget)
+    study.set_user_attr("grace_period", hb[1])  # `status` counts a trial lost after it, as the workers do
     say(f"preparing: latency workload and proxy reference for {opts.model} ({lm.device}, backend {handle.backend})")
     ev = SearchEvaluator(lm, handle, opts, progress=False)
     dense = study.user_attrs.get("dense")
@@ -132,7 +133,8 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     t0 = time.perf_counter()
     with interrupts.caught():  # Ctrl-C / SIGTERM: the trial FAILs and is re-queued, outputs written, exit 130
         try:
-            run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost)
+            run_study(study, cfg, ev, callbacks=[on_trial], on_wait=on_wait, on_lost=on_lost,
+                      on_outage=lambda msg: bar.write(msg, file=sys.stderr))
         except KeyboardInterrupt:
             outcome.interrupted = True
         except Exception as exc:

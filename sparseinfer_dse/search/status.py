@@ -5,19 +5,23 @@ intervals are ties)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import optuna
 
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.outputs import accuracy_column, pareto_frame, trials_frame
-from sparseinfer_dse.search.storage import heartbeat_ages, is_lost, open_storage, redact, study_counts
+from sparseinfer_dse.search.storage import GRACE_PERIOD, heartbeat_ages, is_lost, open_storage, redact, study_counts
 
 STATES = {"COMPLETE": "complete", "RUNNING": "running", "FAIL": "failed", "WAITING": "waiting", "PRUNED": "pruned"}
 
 
-def study_status(url: str, name: str) -> dict[str, Any]:
-    """Trials per worker and state, running trials with their heartbeat age, the current front."""
+def study_status(url: str, name: str, grace_period: Optional[float] = None) -> dict[str, Any]:
+    """Trials per worker and state, running trials with their heartbeat age, the current front.
+
+    A RUNNING trial whose heartbeat is older than the grace period (`grace_period`, else the one the
+    study's last worker ran with, else the default) is counted as lost at once: its worker is dead
+    or cut off, and the next worker to look fails it and re-enqueues its profile."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rdb = open_storage(url, heartbeat_interval=None)
     try:
@@ -39,9 +43,20 @@ def study_status(url: str, name: str) -> dict[str, Any]:
         if is_lost(t):
             row["lost"] += 1
     ages = heartbeat_ages(study)
+    grace = float(grace_period if grace_period is not None else study.user_attrs.get("grace_period", GRACE_PERIOD))
     running = [{"trial": t.number, "worker": t.user_attrs.get("worker"), "started": t.datetime_start,
-                "heartbeat_age_s": None if t.number not in ages else round(ages[t.number], 1)}
+                "heartbeat_age_s": None if t.number not in ages else round(ages[t.number], 1),
+                "lost": t.number in ages and ages[t.number] > grace}
                for t in trials if t.state.name == "RUNNING"]
+    totals = study_counts(study, trials)
+    for r in running:  # not yet failed by a worker, but no heartbeat for longer than the grace period
+        if r["lost"]:
+            totals["running"] -= 1
+            totals["lost"] += 1
+            row = workers.get(r["worker"] or "(unknown)")
+            if row is not None:
+                row["running"] -= 1
+                row["lost"] += 1
     df = trials_frame(study)
     front_rows: list[dict[str, Any]] = []
     if not df.empty:
@@ -59,7 +74,7 @@ def study_status(url: str, name: str) -> dict[str, Any]:
                                "seed": seed if isinstance(seed, str) else None})
     return {"study": name, "storage": redact(url), "fidelity": fidelity, "model": identity.get("model"),
             "device_kind": identity.get("device_kind"), "budget": study.user_attrs.get("budget"),
-            "totals": study_counts(study, trials), "workers": workers, "running": running, "front": front_rows}
+            "totals": totals, "workers": workers, "running": running, "front": front_rows, "grace_period_s": grace}
 
 
 def _opt(v: Any) -> Any:

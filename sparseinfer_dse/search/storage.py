@@ -105,6 +105,45 @@ def requeue_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     study.enqueue_trial(params, user_attrs={**keep, "retry_of": trial.number})
 
 
+def storage_cause(exc: Optional[BaseException]) -> Optional[BaseException]:
+    """The database failure (a connection dropped, the server restarting) behind `exc`: `exc` itself,
+    or an exception it was raised from or while handling (optuna can raise a secondary error of its
+    own, e.g. an UnboundLocalError after a failed tell, whose context is the real one); else None."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                            sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError)):
+            return exc
+        if type(exc).__module__.split(".")[0] in ("psycopg", "psycopg2") and "Operational" in type(exc).__name__:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def is_storage_error(exc: Optional[BaseException]) -> bool:
+    return storage_cause(exc) is not None
+
+
+def storage_error_line(exc: BaseException) -> str:
+    """The database's own message behind `exc`, in one line."""
+    return _one_line(storage_cause(exc) or exc)
+
+
+def reachable(storage: Any) -> bool:
+    """One round trip to the database (a dead pooled connection is replaced: pool_pre_ping)."""
+    from sqlalchemy import text
+
+    try:
+        with rdb_of(storage).engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not now
+        return False
+
+
 def raise_if_storage_lost(exc: BaseException, url: str) -> None:
     """Raise a one-line UserError if `exc` is the database going away in the middle of a run."""
     import sqlalchemy.exc
@@ -142,7 +181,7 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = HEARTBEAT_INTERVA
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # heartbeat_interval is marked experimental
-                    return optuna.storages.RDBStorage(url, **kwargs)
+                    return _ResilientRDBStorage(url, **kwargs)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 # workers started together on an empty database race to create optuna's tables
                 if attempt == 3:
@@ -157,6 +196,20 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = HEARTBEAT_INTERVA
         raise UserError(f"cannot open storage {shown}: {msg}{_hint(msg)}") from None
     except (RuntimeError, ValueError) as exc:  # e.g. schema version of another optuna
         raise UserError(f"cannot open storage {shown}: {_one_line(exc)}") from None
+
+
+class _ResilientRDBStorage(optuna.storages.RDBStorage):
+    """optuna's RDBStorage whose heartbeat survives a database outage: a heartbeat that cannot be
+    written is skipped (the next one, an interval later, tries again) instead of killing the trial's
+    heartbeat thread with a traceback. An outage longer than the grace period still makes the trial
+    stale, as it should: no one can tell a dead worker from an unreachable one."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:  # noqa: BLE001
+            if not is_storage_error(exc):
+                raise
 
 
 def rdb_of(storage: Any) -> Any:
@@ -268,8 +321,15 @@ class ClaimLock:
         if conn is not None:
             try:
                 conn.commit()  # ends the transaction: the advisory lock goes with it
+            except Exception as exc:  # noqa: BLE001
+                if not is_storage_error(exc):
+                    raise
+                # the server went away: the lock went with the session; drop the dead connection
             finally:
-                conn.close()
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - a dead connection may fail to close
+                    pass
         f, self._file = self._file, None
         if f is not None:
             import fcntl

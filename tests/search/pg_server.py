@@ -18,9 +18,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 USER, PASSWORD, DB = "dse", "dse-secret", "dse"
 
@@ -50,6 +50,14 @@ class PgServer:
     user: str = USER
     password: str = PASSWORD
     db: str = DB
+    ctl: Optional[Callable[[str], None]] = field(default=None, repr=False)  # "stop" / "start" (pg_ctl)
+
+    def stop(self) -> None:
+        """Stop the server now (`pg_ctl stop -m fast`: connections are cut), data kept."""
+        self.ctl("stop")
+
+    def start(self) -> None:
+        self.ctl("start")
 
     def url(self, user: Optional[str] = None, password: Optional[str] = None, db: Optional[str] = None,
             port: Optional[int] = None) -> str:
@@ -96,7 +104,17 @@ def throwaway_server(bindir: Path) -> Iterator[PgServer]:
         with psycopg.connect(host=str(sock), port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
             conn.execute(f"CREATE DATABASE {DB} OWNER {USER}")
-        yield PgServer("127.0.0.1", port)
+
+        def ctl(action: str) -> None:
+            if action == "stop":
+                res = run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+            else:
+                res = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "-o",
+                          opts, "start")
+            if res.returncode:
+                raise ServerError(f"pg_ctl {action} failed: {(res.stderr or res.stdout).strip()[-500:]}")
+
+        yield PgServer("127.0.0.1", port, ctl=ctl)
     finally:
         if started:
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
