@@ -50,7 +50,7 @@ def parse_sparsities(values: Optional[list[str]]) -> list[float]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'dtype':<9}{'d x k':>12}{'target':>7}{'actual':>7}{'pred':>6}{'dense ms':>10}{'sparse ms':>10}"
             f"{'p10-p90':>13}{'speedup':>8}{'nofuse':>7}{'noAS':>6}{'pred ms':>8}{'read':>7}{'share':>6}{'call':>6}"
-            f"{'GB/s':>6}{'dense':>6}")
+            f"{'GB/s':>6}{'dense':>6}{'limit':>6}{'ratio':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -59,7 +59,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}{r['speedup']:>7.2f}x{r['speedup_nofuse']:>6.2f}x"
             f"{r['speedup_noas']:>5.2f}x{r['predictor_ms']:>8.3f}{r['sign_read_ms']:>7.3f}"
             f"{100 * r['predictor_share']:>5.0f}%{100 * r['predict_call_share']:>5.0f}%"
-            f"{r['gbps']:>6.1f}{r['dense_gbps']:>6.1f}"
+            f"{r['gbps']:>6.1f}{r['dense_gbps']:>6.1f}{r['limit_gbps']:>6.1f}{r['limit_ratio']:>6.2f}"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,9 @@ from sparseinfer_dse.cli import _register, app
 
 KEYS = {"backend", "dtype", "d", "k", "sparsity", "dense_ms", "sparse_ms", "predictor_ms", "speedup", "gbps",
         "dense_gbps", "actual_sparsity", "predicted_sparsity", "sparse_nofuse_ms", "sparse_noas_ms",
-        "sparse_p10_ms", "sparse_p90_ms", "sign_read_ms", "predict_call_ms", "predictor_share", "predict_call_share"}
+        "sparse_p10_ms", "sparse_p90_ms", "sign_read_ms", "predict_call_ms", "predictor_share", "predict_call_share",
+        "read_dense_ms", "read_sparse_ms", "limit_gbps", "limit_ratio", "dense_limit_ratio", "sparse_floor_ratio",
+        "flush_bytes", "rotations"}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,11 @@ def test_bench_kernels_tiny(runner, tmp_path):
         assert KEYS <= set(row)
         assert row["backend"] == "numba-cpu" and (row["d"], row["k"]) == (64, 200)
         assert row["sparse_ms"] > 0 and row["dense_ms"] > 0
+        # the limit is the same-run streaming read of the dense block's bytes
+        assert row["read_gbps"] == pytest.approx(row["dense_bytes"] / (row["read_dense_ms"] / 1e3) / 1e9)
+        assert row["limit_gbps"] == max(row["read_gbps"], row["dense_gbps"])
+        assert row["limit_ratio"] == pytest.approx(row["gbps"] / row["limit_gbps"])
+        assert row["sparse_bytes"] < row["dense_bytes"] and row["flush_bytes"] >= 64 << 20
     assert "speedup" in res.output
 
 
