@@ -34,7 +34,7 @@ from sparseinfer_dse.search.outputs import PAPER_SEED, judged_trials
 from sparseinfer_dse.search.pareto import Measured, dominates, front_mask, verdict
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.storage import open_storage, redact
-from sparseinfer_dse.search.trial_measures import LM_EVAL, lm_eval_items
+from sparseinfer_dse.search.trial_measures import lm_eval_items
 from sparseinfer_dse.search.trial_profile import trial_profile
 
 REPEATS_FACTOR = 3  # verification rounds = this x the search's latency_repeats, unless given
