@@ -12,7 +12,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from test_distributed import SEEDS, _assert_seeds_once, _finish, _load, _poll_study, _worker  # tests/search is on sys.path
+from test_distributed import _assert_seeds_once, _finish, _load, _poll_study, _worker  # tests/search is on sys.path
 from sparseinfer_dse.search.driver import finished_count
 from sparseinfer_dse.search.storage import is_lost
 
