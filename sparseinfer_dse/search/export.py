@@ -10,6 +10,7 @@ measures the same way).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,42 +30,46 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _front(study_dir: Path) -> tuple[pd.DataFrame, dict, bool]:
-    """(candidates, study.json, verified?)."""
+@dataclass(frozen=True)
+class Candidates:
+    """What a profile is chosen from: the verified front (`verified`) or the search's front, with the
+    dense accuracy the figures are compared to."""
+
+    rows: pd.DataFrame
+    meta: dict
+    verified: bool
+    dense_accuracy: Optional[float]
+
+
+def candidates(study_dir: Path) -> Candidates:
     if not (study_dir / "pareto.csv").is_file() or not (study_dir / "study.json").is_file():
         raise UserError(f"{study_dir} is not a search output folder (no pareto.csv / study.json)")
     meta = json.loads((study_dir / "study.json").read_text())
     verified = _read_csv(study_dir / "verified.csv")
     if not verified.empty and "on_front" in verified:
         rows = verified[(verified["kind"] != "dense") & verified["on_front"].astype(bool)]
+        dense = verified[verified["kind"] == "dense"]
         if not rows.empty:
-            meta = {**meta, "_verified_dense": verified[verified["kind"] == "dense"]}
-            return rows, meta, True
+            return Candidates(rows, meta, True, float(dense.iloc[0]["accuracy"]) if not dense.empty else None)
     front = _read_csv(study_dir / "pareto.csv")
     if front.empty:
         raise UserError(f"{study_dir} has no Pareto front yet (no finished trial)")
-    return front, meta, False
-
-
-def dense_accuracy(meta: dict) -> float:
-    verified = meta.get("_verified_dense")
-    if verified is not None and not verified.empty:
-        return float(verified.iloc[0]["accuracy"])
     dense = meta.get("dense") or {}
     key = "accuracy_full" if meta.get("fidelity") in ("full", "staged") else "score"
-    if dense.get(key) is None:
-        raise UserError("the study has no dense accuracy recorded, so --max-accuracy-drop cannot be applied")
-    return float(dense[key])
+    return Candidates(front, meta, False, None if dense.get(key) is None else float(dense[key]))
 
 
-def choose(study_dir: Path, max_accuracy_drop: Optional[float] = None, max_latency: Optional[float] = None) -> pd.Series:
+def choose(study_dir: Path, max_accuracy_drop: Optional[float] = None, max_latency: Optional[float] = None,
+           cands: Optional[Candidates] = None) -> pd.Series:
     """The fastest front profile within the accuracy drop (in the study's accuracy units), or the most
     accurate one under the latency cap; both constraints may be combined."""
-    front, meta, _ = _front(study_dir)
+    cands = cands or candidates(study_dir)
+    front = cands.rows
     ok = front
     if max_accuracy_drop is not None:
-        floor = dense_accuracy(meta) - max_accuracy_drop
-        ok = ok[ok["accuracy"] >= floor]
+        if cands.dense_accuracy is None:
+            raise UserError("the study has no dense accuracy recorded, so --max-accuracy-drop cannot be applied")
+        ok = ok[ok["accuracy"] >= cands.dense_accuracy - max_accuracy_drop]
     if max_latency is not None:
         ok = ok[ok["latency_ms"] <= max_latency]
     if ok.empty:
@@ -130,17 +135,17 @@ def _int(v: Any) -> Optional[int]:
 
 
 def export_one(study_dir: Path, out: Path, **constraints: Optional[float]) -> tuple[Path, pd.Series]:
-    row = choose(study_dir, **constraints)
-    _, meta, verified = _front(study_dir)
-    profile_for(study_dir, row, meta, verified).save(out)
+    cands = candidates(study_dir)
+    row = choose(study_dir, cands=cands, **constraints)
+    profile_for(study_dir, row, cands.meta, cands.verified).save(out)
     return out, row
 
 
 def export_front(study_dir: Path, out_dir: Path) -> list[Path]:
-    front, meta, verified = _front(study_dir)
+    cands = candidates(study_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for _, row in front.iterrows():
+    for _, row in cands.rows.iterrows():
         name = f"trial-{int(row['trial']):04d}.json" if pd.notna(row.get("trial")) else f"{_label(row)}.json"
-        paths.append(profile_for(study_dir, row, meta, verified).save(out_dir / name))
+        paths.append(profile_for(study_dir, row, cands.meta, cands.verified).save(out_dir / name))
     return paths

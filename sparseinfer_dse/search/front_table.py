@@ -8,23 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-
-def _num(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
+from sparseinfer_dse.search.report_data import fmt_interval
 
 
 def with_interval(v: Any, lo: Any, hi: Any, digits: int = 3) -> str:
-    """'2.91 [2.85, 2.98]', or the bare figure when no interval was recorded."""
-    v, lo, hi = _num(v), _num(lo), _num(hi)
-    if math.isnan(v):
-        return "-"
-    if math.isnan(lo) or math.isnan(hi):
-        return f"{v:.{digits}g}"
-    return f"{v:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
+    """'2.91 [2.85, 2.98]', or the bare figure when no interval was recorded, '-' without a figure."""
+    return fmt_interval(v, lo, hi, f".{digits}g") or "-"
 
 
 def _text(v: Any) -> str:

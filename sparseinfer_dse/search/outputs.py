@@ -9,7 +9,6 @@ result with the intervals and, per point, its verdict against dense and against 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,7 +20,7 @@ from sparseinfer_dse.atomic import replaced, replaced_dir, write_text
 from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.identity import ModelIdentity
-from sparseinfer_dse.search.pareto import Measured, front_mask, verdict
+from sparseinfer_dse.search.pareto import Measured, front_mask, verdict, versus_dense
 from sparseinfer_dse.search.storage import open_storage
 from sparseinfer_dse.search.trial_measures import ITEM_KEYS, LM_EVAL, OBJECTIVE, lm_eval_items, trial_measured
 from sparseinfer_dse.search.trial_profile import stored_keys, trial_profile
@@ -93,21 +92,12 @@ def dense_measured(dense: dict[str, Any], which: str) -> Optional[Measured]:
     return Measured(lat[0], dense["score"], lat[1], lat[2])
 
 
-def _versus_dense(point: Measured, trial: FrozenTrial, dense: Optional[Measured]) -> str:
-    """Against dense the latency is judged on the trial's paired ratio interval (vs 1: the dense
-    runs of the same trial, not the study's reference measured once); the accuracy paired on the
-    same items (the proxy's dense score is exact: the same value on every sequence)."""
-    if dense is None:
-        return ""
-    items = dense.items
-    if items is None and point.items is not None and dense.accuracy_low is None:
-        items = (dense.accuracy,) * len(point.items)
-    ref = replace(dense, items=items)
-    lo, hi = trial.user_attrs.get("latency_ratio_ci_low"), trial.user_attrs.get("latency_ratio_ci_high")
-    if lo is None or hi is None:
-        return verdict(point, ref)
-    mine = replace(point, latency=trial.user_attrs.get("latency_ratio", 1.0), latency_low=lo, latency_high=hi)
-    return verdict(mine, replace(ref, latency=1.0, latency_low=1.0, latency_high=1.0))
+def _ratio(trial: FrozenTrial) -> Optional[tuple[float, float, float]]:
+    """The trial's paired sparse/dense latency ratio and its interval, if recorded."""
+    a = trial.user_attrs
+    if a.get("latency_ratio_ci_low") is None or a.get("latency_ratio_ci_high") is None:
+        return None
+    return a.get("latency_ratio", 1.0), a["latency_ratio_ci_low"], a["latency_ratio_ci_high"]
 
 
 def pareto_frame(study: optuna.Study, df: pd.DataFrame, fidelity: str, dense: Optional[dict[str, Any]] = None) -> pd.DataFrame:
@@ -125,7 +115,7 @@ def pareto_frame(study: optuna.Study, df: pd.DataFrame, fidelity: str, dense: Op
             continue
         lo, hi = p.acc_interval
         rows.append({"trial": t.number, "accuracy": p.accuracy, "accuracy_low": lo, "accuracy_high": hi,
-                     "vs_dense": _versus_dense(p, t, dense_pt),
+                     "vs_dense": "" if dense_pt is None else versus_dense(p, dense_pt, _ratio(t)),
                      "vs_seed": "" if seed is None or seed[0].number == t.number else verdict(p, seed[1])})
     extra = pd.DataFrame(rows)
     front = df.merge(extra, on="trial", how="inner")

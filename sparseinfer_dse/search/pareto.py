@@ -87,6 +87,26 @@ def verdict(a: Measured, b: Measured) -> str:
     return f"{lat}; {acc}"
 
 
+def exact_reference(ref: Measured, n_items: int) -> Measured:
+    """A reference whose accuracy is exact (no interval and no items: the proxy's dense score, KL 0)
+    as that value on each of `n_items` items, so a profile is compared with it paired."""
+    lo, hi = ref.acc_interval
+    if ref.items is None and n_items and lo == hi:
+        return replace(ref, items=(ref.accuracy,) * n_items)
+    return ref
+
+
+def versus_dense(point: Measured, dense: Measured, ratio: Optional[tuple[float, float, float]]) -> str:
+    """`verdict` against dense. With `ratio` (the point's paired sparse/dense ratio and its interval,
+    from runs that timed dense alongside) latency is judged on it against 1, not against a dense
+    figure measured at another time; accuracy paired on the same items."""
+    ref = exact_reference(dense, len(point.items) if point.items else 0)
+    if ratio is None:
+        return verdict(point, ref)
+    mine = replace(point, latency=ratio[0], latency_low=ratio[1], latency_high=ratio[2])
+    return verdict(mine, replace(ref, latency=1.0, latency_low=1.0, latency_high=1.0))
+
+
 def hypervolume_2d(latency: Sequence[float], accuracy: Sequence[float], ref_latency: float, ref_accuracy: float) -> float:
     """Area dominated by the points (minimise latency, maximise accuracy) inside the reference box."""
     pts = sorted((l, a) for l, a in zip(latency, accuracy) if l < ref_latency and a > ref_accuracy)

@@ -31,7 +31,7 @@ from sparseinfer_dse.eval.items import unpack
 from sparseinfer_dse.search.evaluator import SearchEvaluator
 from sparseinfer_dse.search.options import OPTION_NAMES, SearchOptions
 from sparseinfer_dse.search.outputs import PAPER_SEED, judged_trials
-from sparseinfer_dse.search.pareto import Measured, dominates, front_mask, verdict
+from sparseinfer_dse.search.pareto import Measured, dominates, exact_reference, front_mask, verdict, versus_dense
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.storage import open_storage, redact
 from sparseinfer_dse.search.trial_measures import lm_eval_items
@@ -202,10 +202,8 @@ def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]])
     """Verdicts vs dense (latency on the paired ratio interval vs 1) and vs the paper seed, and the
     front of the verified profiles (dense marked on it when no profile dominates it)."""
     points = [_point(r, it) for r, it in zip(rows, items)]
-    if items[0] is None and rows[0]["accuracy_low"] == rows[0]["accuracy_high"]:  # the proxy's exact dense score
-        n = next((len(it) for it in items if it is not None), 0)
-        points[0] = replace(points[0], items=(rows[0]["accuracy"],) * n if n else None)
-    dense = replace(points[0], latency=1.0, latency_low=1.0, latency_high=1.0)
+    points[0] = exact_reference(points[0], next((len(it) for it in items if it is not None), 0))
+    dense = points[0]
     seed = next((p for r, p in zip(rows, points) if r["name"] == PAPER_SEED), None)
     # the front of the profiles (what `export` chooses from); dense is on it when no profile dominates it
     profiles = [p for r, p in zip(rows, points) if r["kind"] != "dense"]
@@ -215,7 +213,5 @@ def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]])
         if r["kind"] == "dense":
             r["vs_dense"], r["vs_seed"] = "", verdict(p, seed) if seed is not None else ""
             continue
-        ratio = replace(p, latency=r["latency_ratio"], latency_low=r["latency_ratio_ci_low"],
-                        latency_high=r["latency_ratio_ci_high"])
-        r["vs_dense"] = verdict(ratio, dense)
+        r["vs_dense"] = versus_dense(p, dense, (r["latency_ratio"], r["latency_ratio_ci_low"], r["latency_ratio_ci_high"]))
         r["vs_seed"] = "" if seed is None or r["name"] == PAPER_SEED else verdict(p, seed)
