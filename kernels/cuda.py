@@ -13,8 +13,8 @@ Layout of the work (the paper's, Section IV-B):
   atomics than one warp per row, coalesced loads.
 
 Half precision: float16 arrays are read as numba float16 and widened; bfloat16 comes in as int16
-bits and is widened by a shift and ``int_as_float`` (the simulator, which has no libdevice, uses a
-numpy bitcast instead). All accumulation is float32. Kernels launch on torch's current stream.
+bits and is widened by a shift and a bitcast (``cuda_base.to_f32``). All accumulation is float32.
+Kernels launch on torch's current stream.
 """
 
 from __future__ import annotations
@@ -24,52 +24,19 @@ from typing import Optional
 
 import numpy as np
 import torch
-from numba import cuda, float32, int32, types, uint32
-from numba.cuda import config as _cuda_config
+from numba import cuda, float32, int32, uint32
 
+from sparseinfer_kernels.cuda_base import SIM, to_f32
+from sparseinfer_kernels.cuda_base import current_stream as _stream
+from sparseinfer_kernels.cuda_base import dev as _dev
 from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 
-SIM = bool(_cuda_config.ENABLE_CUDASIM)
 WARP = 32
 ROWS = 16  # weight rows (warps) per block in the row kernels
 DOWN_COLS = 128  # columns (threads) per block in the down kernel
 DOWN_ROWS = 128  # rows per block in the down kernel
-
-
-# ---- element conversion -------------------------------------------------------------------------
-
-def to_f32(v):
-    """float32 / float16 / int16 (bfloat16 bits) element -> float32 (simulator version)."""
-    if v.dtype == np.int16:
-        return np.array([np.uint32(np.uint16(v.view(np.uint16))) << np.uint32(16)], dtype=np.uint32).view(np.float32)[0]
-    return np.float32(v)
-
-
-if not SIM:
-    from llvmlite import ir
-    from numba.cuda.extending import intrinsic
-
-    @intrinsic
-    def _to_f32_intrinsic(typingctx, v):
-        # LLVM IR in the caller: no device-function compile (which would need a GPU for compile_ptx).
-        if v not in (types.float32, types.float16, types.int16):
-            return None
-
-        def codegen(context, builder, signature, args):
-            (val,) = args
-            if v == types.float32:
-                return val
-            if v == types.float16:
-                return context.cast(builder, val, types.float16, types.float32)
-            wide = builder.zext(val, ir.IntType(32))
-            wide = builder.shl(wide, ir.Constant(ir.IntType(32), 16))
-            return builder.bitcast(wide, ir.FloatType())
-
-        return types.float32(v), codegen
-
-    to_f32 = _to_f32_intrinsic  # noqa: F811
 
 
 # ---- shared-memory reductions (one row per warp) ------------------------------------------------
@@ -260,21 +227,6 @@ down_kernel = cuda.jit(down_py)
 
 
 # ---- host side ------------------------------------------------------------------------------------
-
-def _dev(t: torch.Tensor):
-    """A torch tensor as a kernel argument: numba device array (GPU) or numpy array (simulator)."""
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    if SIM:
-        return t.numpy()
-    return cuda.as_cuda_array(t)
-
-
-def _stream():
-    if SIM:
-        return 0
-    return cuda.external_stream(torch.cuda.current_stream().cuda_stream)
-
 
 def _u32(t: torch.Tensor):
     a = _dev(t)
