@@ -10,6 +10,10 @@ accumulation) and ``h1 = g if g >= threshold else 0``. With ``actual_sparsity`` 
 is 0 also skips ``W_up[i]`` and ``W_down^T[i]``; otherwise ``h3 = h1 * (W_up[i] . x)`` and
 ``y += h3[i] * W_down^T[i]`` over the computed rows. ``y`` is accumulated in float32 and returned
 in the input dtype.
+
+Every backend also has the input-channel-sparse linear of TEAL / WiSparse: ``prepare_linear(w)``
+once per nn.Linear weight, ``channel_linear(prep, x, threshold=..., scale=...)`` per call
+(``channels.py``).
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ from sparseinfer_kernels.interface import (
     PRED,
     ZERO,
     Backend,
+    ChannelResult,
     Counters,
     MLPResult,
+    PreparedLinear,
     PreparedMLP,
     check_input,
     check_weights,
 )
 
-__all__ = ["BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "Counters", "MLPResult", "PreparedMLP",
-           "available_backends", "check_input", "check_weights", "get_backend"]
+__all__ = ["BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters", "MLPResult",
+           "PreparedLinear", "PreparedMLP", "available_backends", "check_input", "check_weights", "get_backend"]
 
 
 def _cuda_usable() -> bool:

@@ -12,8 +12,9 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from sparseinfer_kernels.channels import DTYPES
+
 BACKENDS = ("torch", "numba-cpu", "numba-cuda")
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 # Row status flags (int8, one per input row and weight row) used by the kernels.
 PRED = 1  # predicted sparse: nothing computed
@@ -96,6 +97,7 @@ class Backend(Protocol):
         classified), with the arguments checked and converted once: what benchmarks time as
         "the predictor alone", without predict()'s per-call checks and result wrapping."""
         ...
+
 
 
 # ---- checks shared by the backends -------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from sparseinfer_kernels.channels import ChannelResult, PreparedLinear, channel_linear_reference, prepare_linear_common
 from sparseinfer_kernels.interface import (
     COMP,
     PRED,
@@ -94,3 +95,9 @@ class TorchBackend:
         mask = (status & PRED) != 0 if return_mask else None
         return MLPResult(y=y.to(x.dtype), counters=counters, predicted_mask=mask)
 
+    def prepare_linear(self, w: torch.Tensor) -> PreparedLinear:
+        return prepare_linear_common(self.name, w)
+
+    def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
+                       scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
+        return channel_linear_reference(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)

@@ -1,0 +1,111 @@
+"""The input-channel-sparse linear (TEAL / WiSparse): contract, argument checks, torch reference.
+
+``y[b] = sum over kept j of x[b, j] * W^T[j]`` where channel ``j`` of row ``b`` is kept iff
+``|x[b, j]| * scale[j] > threshold`` (float32; no scale means 1). Skipping a channel skips a whole
+row of ``W^T``, so the bytes a call reads scale with the kept fraction: that is why the weight is
+held transposed, ``w_t`` (n_in, n_out), one contiguous row per input channel. Accumulation is
+float32 and the result comes back in x's dtype. The reference below defines the expected results.
+
+Kept free of ``interface.py`` (which imports this module for the ``Backend`` protocol), so the
+weight dtypes every kernel takes are defined here and re-exported there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass
+class PreparedLinear:
+    """One nn.Linear weight in the layout the channel-sparse kernels read (built once at load time)."""
+
+    backend: str
+    n_in: int
+    n_out: int
+    dtype: torch.dtype
+    device: torch.device
+    extra_bytes: int  # bytes of w_t, the copy made here (the engine may then drop the original)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)  # "w_t": (n_in, n_out) contiguous
+
+    def dense_weight(self) -> torch.Tensor:
+        """(n_out, n_in) view of w_t for the dense path (prefill): no second copy of the weight."""
+        return self.state["w_t"].t()
+
+
+@dataclass
+class ChannelResult:
+    y: torch.Tensor  # (B, n_out), x's dtype and device
+    kept: Optional[np.ndarray] = None  # (B,) int64 input channels kept per row, when with_counts
+
+
+def prepare_linear_common(backend: str, w: torch.Tensor) -> PreparedLinear:
+    """Check an nn.Linear weight (n_out, n_in) and make its transposed copy w_t on w's device."""
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise ValueError(f"w must be a 2-D torch tensor (n_out, n_in), got {_shape(w)}")
+    if w.dtype not in DTYPES:
+        raise ValueError(f"w has dtype {w.dtype}; use float32, float16 or bfloat16")
+    n_out, n_in = w.shape
+    if n_out < 1 or n_in < 1:
+        raise ValueError(f"w must have at least one row and one column, got {tuple(w.shape)}")
+    w_t = w.t().contiguous()
+    return PreparedLinear(backend=backend, n_in=n_in, n_out=n_out, dtype=w.dtype, device=w.device,
+                          extra_bytes=w_t.numel() * w_t.element_size(), state={"w_t": w_t})
+
+
+def check_channel_input(prep: PreparedLinear, x: torch.Tensor, threshold: float, scale: Optional[torch.Tensor],
+                        backend: str) -> np.float32:
+    """Validate channel_linear's arguments; returns the threshold as the float32 every kernel compares."""
+    if not isinstance(prep, PreparedLinear):
+        raise ValueError(f"prep must be a PreparedLinear from prepare_linear, got {type(prep).__name__}")
+    if prep.backend != backend:
+        raise ValueError(f"prep was made by backend {prep.backend!r}; {backend!r} needs its own prepare_linear")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != prep.n_in or x.shape[0] < 1:
+        raise ValueError(f"x must be a (B, {prep.n_in}) tensor with B >= 1, got {_shape(x)}")
+    if x.dtype != prep.dtype:
+        raise ValueError(f"x has dtype {x.dtype}, the weight {prep.dtype}")
+    if x.device.type != prep.device.type:
+        raise ValueError(f"x is on {x.device}, the weight on {prep.device}")
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+    if not math.isfinite(thr):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    if scale is not None and (not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32
+                              or tuple(scale.shape) != (prep.n_in,) or scale.device != x.device):
+        got = f"{_shape(scale)} {getattr(scale, 'dtype', '')} on {getattr(scale, 'device', '?')}"
+        raise ValueError(f"scale must be a float32 ({prep.n_in},) tensor on {x.device}, got {got}")
+    return np.float32(thr)
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def kept_mask(x: torch.Tensor, threshold: np.float32, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, n_in) bool: |x| * scale > threshold, in float32 (the rule every backend applies)."""
+    a = x.float().abs()
+    if scale is not None:
+        a = a * scale
+    return a > float(threshold)  # a float32 value: the same comparison in float32 or float64
+
+
+def channel_linear_reference(prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
+                             scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
+    """Plain torch: gathers the w_t rows some batch row keeps, multiplies in float32."""
+    thr = check_channel_input(prep, x, threshold, scale, "torch")
+    keep = kept_mask(x, thr, scale)
+    rows = keep.any(0).nonzero().squeeze(1)
+    y = torch.zeros((x.shape[0], prep.n_out), dtype=torch.float32, device=x.device)
+    if rows.numel():
+        xs = torch.where(keep[:, rows], x.float()[:, rows], torch.zeros((), device=x.device))
+        y = xs @ prep.state["w_t"][rows].float()
+    kept = keep.sum(1).cpu().numpy().astype(np.int64) if with_counts else None
+    return ChannelResult(y=y.to(x.dtype), kept=kept)
