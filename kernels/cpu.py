@@ -32,6 +32,8 @@ import torch
 from numba import njit, prange
 from numba.np.ufunc import parallel as _parallel
 
+from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
+from sparseinfer_kernels.channels_cpu import channel_linear_cpu, prepare_linear_cpu
 from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
 from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
@@ -391,3 +393,10 @@ class NumbaCPUBackend:
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
         return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)
+
+    def prepare_linear(self, w: torch.Tensor) -> PreparedLinear:
+        return prepare_linear_cpu(self.name, w)
+
+    def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
+                       scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
+        return channel_linear_cpu(prep, x, _num_threads(), threshold=threshold, scale=scale, with_counts=with_counts)
