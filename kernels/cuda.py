@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from numba import cuda, float32, int32, uint32
 
+from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
+from sparseinfer_kernels.channels_cuda import channel_linear_cuda, prepare_linear_cuda
 from sparseinfer_kernels.cuda_base import SIM, to_f32
 from sparseinfer_kernels.cuda_base import current_stream as _stream
 from sparseinfer_kernels.cuda_base import dev as _dev
@@ -295,3 +297,10 @@ class NumbaCUDABackend:
         counters = Counters.from_status(status.cpu().numpy()) if with_counters else None
         mask = (status & PRED) != 0 if return_mask else None
         return MLPResult(y=y.to(x.dtype), counters=counters, predicted_mask=mask)
+
+    def prepare_linear(self, w: torch.Tensor) -> PreparedLinear:
+        return prepare_linear_cuda(self.name, w)
+
+    def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
+                       scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
+        return channel_linear_cuda(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)

@@ -1,4 +1,5 @@
-"""Compile every CUDA kernel of ``cuda.py`` to PTX for given compute capabilities, without a GPU.
+"""Compile every CUDA kernel (``cuda.py``, ``channels_cuda.py``) to PTX for given compute capabilities,
+without a GPU.
 
 Needs numba-cuda with NVRTC (``pip install "numba-cuda[cu13]"``) and must run without the
 simulator (``NUMBA_ENABLE_CUDASIM`` unset). This is how CI proves that kernels which only ran in
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from numba import cuda, types
 
+from sparseinfer_kernels import channels_cuda
 from sparseinfer_kernels import cuda as kernels
 
 WEIGHT_TYPES = {"float32": types.float32, "float16": types.float16, "bfloat16": types.int16}
@@ -20,7 +22,7 @@ def _a2(dtype):
 
 def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
     """kernel name -> [(label, argument types)], one entry per weight dtype where it matters."""
-    f32, u32, i8 = _a2(types.float32), _a2(types.uint32), _a2(types.int8)
+    f32, u32, i8, f32_1d = _a2(types.float32), _a2(types.uint32), _a2(types.int8), types.Array(types.float32, 1, "C")
     sigs: dict[str, list[tuple[str, tuple]]] = {
         "pack_x_signs": [("any", (f32, u32))],
         "predict": [("any", (u32, u32, types.int64, i8))],
@@ -28,6 +30,8 @@ def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
         "gate": [],
         "up": [],
         "down": [],
+        "channel_keep": [("any", (f32, f32_1d, types.boolean, types.float32, i8))],
+        "channel_linear": [],
     }
     for label, wt in WEIGHT_TYPES.items():
         w = _a2(wt)
@@ -35,6 +39,7 @@ def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
         sigs["gate"].append((label, (w, f32, types.float64, i8, f32)))
         sigs["up"].append((label, (w, f32, types.boolean, i8, f32, f32)))
         sigs["down"].append((label, (w, f32, i8, f32)))
+        sigs["channel_linear"].append((label, (w, f32, i8, f32)))
     return sigs
 
 
@@ -43,8 +48,9 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
     if kernels.SIM:
         raise RuntimeError("compile_ptx needs the real numba-cuda target: unset NUMBA_ENABLE_CUDASIM")
     out = {}
+    funcs = {**kernels.KERNEL_FUNCS, **channels_cuda.KERNEL_FUNCS}
     for name, entries in kernel_signatures().items():
-        func = kernels.KERNEL_FUNCS[name]
+        func = funcs[name]
         for label, argtys in entries:
             ptx, _ = cuda.compile_ptx(func, argtys, cc=cc)
             out[f"{name}/{label}"] = ptx

@@ -38,7 +38,7 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm80_and_sm90():
     assert proc.returncode == 0, out[-4000:]
     assert "implementation NVIDIA" in proc.stdout  # numba-cuda, not numba's bundled cuda target
     expected = [f"{name}/{label}" for name, entries in cuda_ptx.kernel_signatures().items() for label, _ in entries]
-    assert len(expected) == 14  # 2 dtype-free kernels + 4 kernels x 3 weight dtypes
+    assert len(expected) == 18  # 3 dtype-free kernels + 5 kernels x 3 weight dtypes
     for cc in ("sm_80", "sm_90"):
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(cc + ":"))
         for kernel in expected:
