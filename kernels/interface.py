@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from sparseinfer_kernels.channels import DTYPES
+from sparseinfer_kernels.channels import DTYPES, ChannelResult, PreparedLinear
 
 BACKENDS = ("torch", "numba-cpu", "numba-cuda")
 
@@ -98,6 +98,14 @@ class Backend(Protocol):
         "the predictor alone", without predict()'s per-call checks and result wrapping."""
         ...
 
+    def prepare_linear(self, w: torch.Tensor) -> PreparedLinear:
+        """An nn.Linear weight (n_out, n_in) in the channel-sparse layout (``channels.py``)."""
+        ...
+
+    def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
+                       scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
+        """x @ W^T over the input channels with |x| * scale > threshold only (``channels.py``)."""
+        ...
 
 
 # ---- checks shared by the backends -------------------------------------------------------------
