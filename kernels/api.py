@@ -5,11 +5,20 @@ Backends: ``torch`` (reference; defines the expected results, runs on CPU or CUD
 ``NUMBA_ENABLE_CUDASIM=1`` for tests). All take float32 / float16 / bfloat16 weights.
 
 Semantics (ARCHITECTURE.md, "The SparseInfer step"): rows predicted sparse by Eq. 2 (``alpha * N_pos < N_neg`` on the
-sign bits, see ``signs.py``) skip everything; the others compute ``g = W_gate[i] . x`` (float32
-accumulation) and ``h1 = g if g >= threshold else 0``. With ``actual_sparsity`` a row whose ``h1``
-is 0 also skips ``W_up[i]`` and ``W_down^T[i]``; otherwise ``h3 = h1 * (W_up[i] . x)`` and
-``y += h3[i] * W_down^T[i]`` over the computed rows. ``y`` is accumulated in float32 and returned
-in the input dtype.
+sign bits, see ``signs.py``; none with ``alpha=None``) skip everything; the others compute
+``g = W_gate[i] . x`` (float32 accumulation) and ``h1 = act(g)``, where ``activation`` picks
+
+* ``"relu"`` (the default): ``h1 = g if g >= threshold else 0`` (ReLU, or FATReLU for a positive
+  threshold);
+* ``"silu"`` (CATS): ``a = silu(g) = g * sigmoid(g)`` in float32 (the stable form
+  ``(g if g >= 0 else g * e) / (1 + e)`` with ``e = exp(-|g|)``), ``h1 = a if |a| > threshold else 0``
+  (strict, as CATS's ``abs(x).gt(t)``). With ``alpha=None`` this is CATS exactly: the gate is
+  computed for every row, up and down only for rows with ``h1 != 0``.
+
+With ``actual_sparsity`` a row whose ``h1`` is 0 (counted in ``actual_sparse``) also skips
+``W_up[i]`` and ``W_down^T[i]``; otherwise ``h3 = h1 * (W_up[i] . x)`` and ``y += h3[i] * W_down^T[i]``
+over the computed rows. ``y`` is accumulated in float32 and returned in the input dtype. Any other
+``activation`` is a ValueError.
 
 Every backend also has the input-channel-sparse linear of TEAL / WiSparse: ``prepare_linear(w)``
 once per nn.Linear weight, ``channel_linear(prep, x, threshold=..., scale=...)`` per call
@@ -21,6 +30,7 @@ from __future__ import annotations
 import os
 
 from sparseinfer_kernels.interface import (
+    ACTIVATIONS,
     BACKENDS,
     COMP,
     DTYPES,
@@ -36,8 +46,9 @@ from sparseinfer_kernels.interface import (
     check_weights,
 )
 
-__all__ = ["BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters", "MLPResult",
-           "PreparedLinear", "PreparedMLP", "available_backends", "check_input", "check_weights", "get_backend"]
+__all__ = ["ACTIVATIONS", "BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters",
+           "MLPResult", "PreparedLinear", "PreparedMLP", "available_backends", "check_input", "check_weights",
+           "get_backend"]
 
 
 def _cuda_usable() -> bool:

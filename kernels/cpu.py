@@ -24,6 +24,7 @@ without a thread team.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numba
@@ -34,7 +35,17 @@ from numba.np.ufunc import parallel as _parallel
 
 from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
 from sparseinfer_kernels.channels_cpu import channel_linear_cpu, prepare_linear_cpu
-from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
+from sparseinfer_kernels.interface import (
+    ACT_SILU,
+    COMP,
+    PRED,
+    ZERO,
+    Counters,
+    MLPResult,
+    PreparedMLP,
+    activation_code,
+    check_input,
+)
 from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
@@ -114,6 +125,22 @@ def _axpys(w, idx, vals, n, acc):
         m += 1
 
 
+@njit(cache=True, inline="always")
+def _silu_f32(g):
+    """silu(g) in float32, as reference.silu_f32: (g if g >= 0 else g * e) / (1 + e), e = exp(-|g|)."""
+    e = np.float32(math.exp(-abs(g)))
+    return (g if g >= 0 else g * e) / (np.float32(1.0) + e)
+
+
+@njit(cache=True, inline="always")
+def _activate(g, thr, act):
+    """h1 of one row's float32 gate value: ReLU/FATReLU ``g >= thr`` (act 0) or CATS ``|silu(g)| > thr``."""
+    if act == ACT_SILU:
+        a = _silu_f32(g)
+        return a if abs(a) > thr else np.float32(0.0)
+    return g if g >= thr else np.float32(0.0)
+
+
 # ---- one chunk of rows [lo, hi) (plain njit functions, shared by the serial and parallel drivers) ----
 
 @njit(cache=True)
@@ -164,13 +191,13 @@ def _not_predicted(status_b, out_b, lo, hi, idx):
 
 
 @njit(cache=True)
-def _fused_chunk(w_gate, w_up, x, thr, actual_sparsity, status, h3, lo, hi, idx, idx2, g, h1, u):
+def _fused_chunk(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi, idx, idx2, g, h1, u):
     for b in range(x.shape[0]):
         n = _not_predicted(status[b], h3[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
         n2 = 0
         for m in range(n):
-            v = g[m] if g[m] >= thr else np.float32(0.0)
+            v = _activate(g[m], thr, act)
             if v == 0:
                 status[b, idx[m]] = _ZERO
                 if actual_sparsity:
@@ -186,12 +213,12 @@ def _fused_chunk(w_gate, w_up, x, thr, actual_sparsity, status, h3, lo, hi, idx,
 
 
 @njit(cache=True)
-def _gate_chunk(w_gate, x, thr, status, h1, lo, hi, idx, g):
+def _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
     for b in range(x.shape[0]):
         n = _not_predicted(status[b], h1[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
         for m in range(n):
-            v = g[m] if g[m] >= thr else np.float32(0.0)
+            v = _activate(g[m], thr, act)
             h1[b, idx[m]] = v
             if v == 0:
                 status[b, idx[m]] = _ZERO
@@ -263,13 +290,16 @@ OP_FUSED, OP_GATE, OP_UP, OP_DOWN = 0, 1, 2, 3
 
 
 @njit(parallel=True, cache=True)
-def rows_kernel(op, w_a, w_b, x, thr, actual_sparsity, status, h1, h3, part, workers, nch):
+def rows_kernel(op, w_a, w_b, x, thr, act, actual_sparsity, status, h1, h3, part, workers, nch):
     """One parallel driver for the row kernels (one compile per weight dtype, not four):
 
     * OP_FUSED: gate (w_a), activation, actual sparsity and up (w_b) in one pass -> h3, status;
     * OP_GATE:  non-fused step 1, h1 = act(w_a . x) (marks ZERO rows);
     * OP_UP:    non-fused steps 2+3, h3 = h1 * (w_b . x) for the surviving rows (marks COMP);
     * OP_DOWN:  chunk c adds h3[b, i] * w_a[i] (w_a = W_down^T) over its COMP rows into part[c, b].
+
+    ``act`` is the activation's int code (``interface.ACT_RELU`` / ``ACT_SILU``), ``thr`` its
+    float32 threshold; both are used where the gate value is known, once per row.
     """
     k = status.shape[1]
     span = (k + nch - 1) // nch + 1
@@ -283,10 +313,10 @@ def rows_kernel(op, w_a, w_b, x, thr, actual_sparsity, status, h1, h3, part, wor
                 break
             lo, hi = _bounds(c, nch, k)
             if op == OP_FUSED:
-                _fused_chunk(w_a, w_b, x, thr, actual_sparsity, status, h3, lo, hi, idx_all[t, 0], idx_all[t, 1],
-                             val_all[t, 0], val_all[t, 1], val_all[t, 2])
+                _fused_chunk(w_a, w_b, x, thr, act, actual_sparsity, status, h3, lo, hi, idx_all[t, 0],
+                             idx_all[t, 1], val_all[t, 0], val_all[t, 1], val_all[t, 2])
             elif op == OP_GATE:
-                _gate_chunk(w_a, x, thr, status, h1, lo, hi, idx_all[t, 0], val_all[t, 0])
+                _gate_chunk(w_a, x, thr, act, status, h1, lo, hi, idx_all[t, 0], val_all[t, 0])
             elif op == OP_UP:
                 _up_chunk(w_b, x, actual_sparsity, status, h1, h3, lo, hi, idx_all[t, 0], val_all[t, 0])
             else:
@@ -353,8 +383,9 @@ class NumbaCPUBackend:
 
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
-                return_mask: bool = False) -> MLPResult:
+                return_mask: bool = False, activation: str = "relu") -> MLPResult:
         check_input(prep, x)
+        act = activation_code(activation)
         st = prep.state
         xf = x.float().contiguous().numpy()
         B, k, d = xf.shape[0], prep.k, prep.d
@@ -369,11 +400,11 @@ class NumbaCPUBackend:
             idx = np.empty((2, k), dtype=np.int64)
             val = np.empty((3, k), dtype=np.float32)
             if fused:
-                _fused_chunk(st["nb_gate"], st["nb_up"], xf, thr, as_on, status, h3, 0, k, idx[0], idx[1],
+                _fused_chunk(st["nb_gate"], st["nb_up"], xf, thr, act, as_on, status, h3, 0, k, idx[0], idx[1],
                              val[0], val[1], val[2])
             else:
                 h1 = np.empty((B, k), dtype=np.float32)
-                _gate_chunk(st["nb_gate"], xf, thr, status, h1, 0, k, idx[0], val[0])
+                _gate_chunk(st["nb_gate"], xf, thr, act, status, h1, 0, k, idx[0], val[0])
                 _up_chunk(st["nb_up"], xf, as_on, status, h1, h3, 0, k, idx[0], val[0])
             _down_chunk(st["nb_down_t"], h3, status, y.reshape(1, B, d), 0, 0, k, idx[0], val[0])
         else:
@@ -381,14 +412,14 @@ class NumbaCPUBackend:
             wg, wu, wd = st["nb_gate"], st["nb_up"], st["nb_down_t"]
             no_part = np.empty((1, 1, 1), dtype=np.float32)
             if fused:
-                rows_kernel(OP_FUSED, wg, wu, xf, thr, as_on, status, h3, h3, no_part, threads, nch)
+                rows_kernel(OP_FUSED, wg, wu, xf, thr, act, as_on, status, h3, h3, no_part, threads, nch)
             else:
                 h1 = np.empty((B, k), dtype=np.float32)
-                rows_kernel(OP_GATE, wg, wu, xf, thr, as_on, status, h1, h3, no_part, threads, nch)
-                rows_kernel(OP_UP, wg, wu, xf, thr, as_on, status, h1, h3, no_part, threads, nch)
+                rows_kernel(OP_GATE, wg, wu, xf, thr, act, as_on, status, h1, h3, no_part, threads, nch)
+                rows_kernel(OP_UP, wg, wu, xf, thr, act, as_on, status, h1, h3, no_part, threads, nch)
             nch = _chunks(k, threads, DOWN_CHUNKS_PER_THREAD)
             part = np.empty((nch, B, d), dtype=np.float32)
-            rows_kernel(OP_DOWN, wd, wd, xf, thr, as_on, status, h3, h3, part, threads, nch)
+            rows_kernel(OP_DOWN, wd, wd, xf, thr, act, as_on, status, h3, h3, part, threads, nch)
             sum_parts(part, y)
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None

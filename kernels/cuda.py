@@ -31,7 +31,17 @@ from sparseinfer_kernels.channels_cuda import channel_linear_cuda, prepare_linea
 from sparseinfer_kernels.cuda_base import SIM, to_f32
 from sparseinfer_kernels.cuda_base import current_stream as _stream
 from sparseinfer_kernels.cuda_base import dev as _dev
-from sparseinfer_kernels.interface import COMP, PRED, ZERO, Counters, MLPResult, PreparedMLP, check_input
+from sparseinfer_kernels.interface import (
+    ACT_SILU,
+    COMP,
+    PRED,
+    ZERO,
+    Counters,
+    MLPResult,
+    PreparedMLP,
+    activation_code,
+    check_input,
+)
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 
@@ -71,6 +81,20 @@ def _row_sum_i32(sh, ty, lane, v):
     return total
 
 
+# ---- activation (the row's decision, made where g is known) ------------------------------------
+
+@cuda.jit(device=True, inline="always")
+def _activate(g, threshold, act):
+    """h1 of one row's float32 gate value: ReLU/FATReLU ``g >= threshold`` (act 0) or CATS
+    ``|silu(g)| > threshold`` with silu as reference.silu_f32 (e = exp(-|g|), no overflow)."""
+    thr = float32(threshold)
+    if act == ACT_SILU:
+        e = float32(math.exp(-abs(g)))
+        a = (g if g >= float32(0.0) else g * e) / (float32(1.0) + e)
+        return a if abs(a) > thr else float32(0.0)
+    return g if g >= thr else float32(0.0)
+
+
 # ---- kernels (plain functions; jitted below, compiled to PTX by cuda_ptx.py) ---------------------
 
 def pack_x_signs_py(x, sx):
@@ -105,7 +129,7 @@ def predict_py(sw, sx, nneg_min, status):
         status[b, row] = PRED if total >= nneg_min else 0
 
 
-def gate_up_fused_py(w_gate, w_up, x, threshold, actual_sparsity, status, h3):
+def gate_up_fused_py(w_gate, w_up, x, threshold, act, actual_sparsity, status, h3):
     """Gate, activation, actual sparsity and up for one row per warp; writes h3 and status."""
     sh = cuda.shared.array((ROWS, WARP), float32)
     lane = cuda.threadIdx.x
@@ -122,7 +146,7 @@ def gate_up_fused_py(w_gate, w_up, x, threshold, actual_sparsity, status, h3):
         for j in range(lane, d, WARP):
             acc += to_f32(w_gate[row, j]) * x[b, j]
     g = _row_sum_f32(sh, ty, lane, acc)
-    h1 = g if g >= float32(threshold) else float32(0.0)
+    h1 = _activate(g, threshold, act)
     if active and h1 == 0:
         st = ZERO
         if actual_sparsity:
@@ -141,7 +165,7 @@ def gate_up_fused_py(w_gate, w_up, x, threshold, actual_sparsity, status, h3):
             status[b, row] = st
 
 
-def gate_py(w_gate, x, threshold, status, h1):
+def gate_py(w_gate, x, threshold, act, status, h1):
     """Non-fused step 1: h1 = act(W_gate . x) for rows not predicted sparse (marks ZERO rows)."""
     sh = cuda.shared.array((ROWS, WARP), float32)
     lane = cuda.threadIdx.x
@@ -158,7 +182,7 @@ def gate_py(w_gate, x, threshold, status, h1):
         for j in range(lane, d, WARP):
             acc += to_f32(w_gate[row, j]) * x[b, j]
     g = _row_sum_f32(sh, ty, lane, acc)
-    v = g if g >= float32(threshold) else float32(0.0)
+    v = _activate(g, threshold, act)
     if row < k and lane == 0:
         if active:
             h1[b, row] = v
@@ -272,8 +296,9 @@ class NumbaCUDABackend:
 
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
-                return_mask: bool = False) -> MLPResult:
+                return_mask: bool = False, activation: str = "relu") -> MLPResult:
         check_input(prep, x)
+        act = activation_code(activation)
         st = prep.state
         stream = _stream()
         xf = x.float().contiguous()
@@ -285,11 +310,11 @@ class NumbaCUDABackend:
         thr, as_on = float(threshold), bool(actual_sparsity)
         if fused:
             gate_up_fused_kernel[rows_grid, rows_block, stream](
-                st["cu_gate"], st["cu_up"], _dev(xf), thr, as_on, _dev(status), _dev(h3)
+                st["cu_gate"], st["cu_up"], _dev(xf), thr, act, as_on, _dev(status), _dev(h3)
             )
         else:
             h1 = torch.empty((B, k), dtype=torch.float32, device=xf.device)
-            gate_kernel[rows_grid, rows_block, stream](st["cu_gate"], _dev(xf), thr, _dev(status), _dev(h1))
+            gate_kernel[rows_grid, rows_block, stream](st["cu_gate"], _dev(xf), thr, act, _dev(status), _dev(h1))
             up_kernel[rows_grid, rows_block, stream](st["cu_up"], _dev(xf), as_on, _dev(status), _dev(h1), _dev(h3))
         down_kernel[(math.ceil(d / DOWN_COLS), math.ceil(k / DOWN_ROWS), B), DOWN_COLS, stream](
             st["cu_down_t"], _dev(h3), _dev(status), _dev(y)

@@ -35,8 +35,8 @@ def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
     }
     for label, wt in WEIGHT_TYPES.items():
         w = _a2(wt)
-        sigs["gate_up_fused"].append((label, (w, w, f32, types.float64, types.boolean, i8, f32)))
-        sigs["gate"].append((label, (w, f32, types.float64, i8, f32)))
+        sigs["gate_up_fused"].append((label, (w, w, f32, types.float64, types.int64, types.boolean, i8, f32)))
+        sigs["gate"].append((label, (w, f32, types.float64, types.int64, i8, f32)))
         sigs["up"].append((label, (w, f32, types.boolean, i8, f32, f32)))
         sigs["down"].append((label, (w, f32, i8, f32)))
         sigs["channel_linear"].append((label, (w, f32, i8, f32)))

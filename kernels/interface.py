@@ -21,6 +21,11 @@ PRED = 1  # predicted sparse: nothing computed
 ZERO = 2  # not predicted, activation exactly 0
 COMP = 4  # W_up row and W_down^T row computed
 
+# Activations forward() applies to g = W_gate[i] . x, as the int codes the compiled kernels take.
+ACT_RELU = 0  # h1 = g if g >= threshold else 0 (ReLU; FATReLU for threshold > 0)
+ACT_SILU = 1  # a = silu(g) in float32, h1 = a if |a| > threshold else 0 (CATS)
+ACTIVATIONS = {"relu": ACT_RELU, "silu": ACT_SILU}
+
 
 @dataclass(eq=False)
 class Counters:
@@ -88,6 +93,7 @@ class Backend(Protocol):
         fused: bool = True,
         with_counters: bool = False,
         return_mask: bool = False,
+        activation: str = "relu",
     ) -> MLPResult: ...
 
     def predict(self, prep: PreparedMLP, x: torch.Tensor, alpha: float) -> torch.Tensor: ...
@@ -128,6 +134,14 @@ def check_weights(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor
     if not (w_gate.device == w_up.device == w_down.device):
         raise ValueError("w_gate, w_up and w_down must be on the same device")
     return d, k
+
+
+def activation_code(activation: str) -> int:
+    """The kernels' int code of a forward() activation name (ValueError naming the allowed ones)."""
+    code = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    if code is None:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    return code
 
 
 def check_input(prep: PreparedMLP, x: torch.Tensor) -> None:

@@ -12,12 +12,14 @@ import torch
 
 from sparseinfer_kernels.channels import ChannelResult, PreparedLinear, channel_linear_reference, prepare_linear_common
 from sparseinfer_kernels.interface import (
+    ACT_SILU,
     COMP,
     PRED,
     ZERO,
     Counters,
     MLPResult,
     PreparedMLP,
+    activation_code,
     check_input,
     check_weights,
 )
@@ -41,9 +43,18 @@ def prepare_common(backend: str, w_gate, w_up, w_down) -> PreparedMLP:
     )
 
 
+def silu_f32(g: torch.Tensor) -> torch.Tensor:
+    """silu(g) = g * sigmoid(g) of a float32 tensor, in float32, in the form every backend uses:
+    ``(g if g >= 0 else g * e) / (1 + e)`` with ``e = exp(-|g|)`` in (0, 1], which cannot overflow
+    (a very negative g gives -0.0)."""
+    e = torch.exp(-g.abs())
+    return torch.where(g >= 0, g, g * e) / (1.0 + e)
+
+
 def reference_status(prep: PreparedMLP, x: torch.Tensor, alpha: Optional[float], threshold: float,
-                     actual_sparsity: bool):
+                     actual_sparsity: bool, activation: str = "relu"):
     """(status int8 (B,k), h1 float32 (B,k), rows computed by any input row) — the row decisions."""
+    act = activation_code(activation)
     st = prep.state
     B, k = x.shape[0], prep.k
     if alpha is None:
@@ -56,7 +67,11 @@ def reference_status(prep: PreparedMLP, x: torch.Tensor, alpha: Optional[float],
     if rows.numel():
         g[:, rows] = xf @ st["w_gate"][rows].float().t()
     thr = torch.tensor(threshold, dtype=torch.float32, device=x.device)
-    h1 = torch.where(g >= thr, g, torch.zeros_like(g))
+    if act == ACT_SILU:
+        a = silu_f32(g)
+        h1 = torch.where(a.abs() > thr, a, torch.zeros_like(a))
+    else:
+        h1 = torch.where(g >= thr, g, torch.zeros_like(g))
     h1[pred] = 0.0
     zero = (~pred) & (h1 == 0)
     computed = (~pred) & ~zero if actual_sparsity else ~pred
@@ -80,10 +95,10 @@ class TorchBackend:
 
     def forward(self, prep: PreparedMLP, x: torch.Tensor, *, alpha: Optional[float], threshold: float = 0.0,
                 actual_sparsity: bool = True, fused: bool = True, with_counters: bool = False,
-                return_mask: bool = False) -> MLPResult:
+                return_mask: bool = False, activation: str = "relu") -> MLPResult:
         check_input(prep, x)
         st = prep.state
-        status, h1, computed = reference_status(prep, x, alpha, float(threshold), actual_sparsity)
+        status, h1, computed = reference_status(prep, x, alpha, float(threshold), actual_sparsity, activation)
         xf = x.float()
         y = torch.zeros((x.shape[0], prep.d), dtype=torch.float32, device=x.device)
         rows = computed.any(0).nonzero().squeeze(1)

@@ -54,12 +54,18 @@ def synthetic_mlp(d: int, k: int, sparsity: float, dtype: torch.dtype = torch.fl
 
 
 def random_case(d: int, k: int, batch: int = 1, dtype: torch.dtype = torch.float32, threshold: float = 0.0,
-                seed: int = 0, rel_margin: float = 0.01):
+                seed: int = 0, rel_margin: float = 0.01, activation: str = "relu"):
     """Random (w_gate, w_up, w_down, x) for exactness tests: no gate pre-activation of any input row
     lies within ``rel_margin`` (relative to their spread) of 0 or of ``threshold``, so float32
     summation order cannot flip an activation, and for a positive threshold a good share of them
     falls in ``[0, threshold)`` (rows that only actual sparsity catches). ``x`` contains ``-0.0``.
+
+    With ``activation="silu"`` (CATS) the boundary is ``|silu(g)| = threshold`` instead of
+    ``g = threshold`` (``g`` still stays away from 0); the ReLU data are unchanged by this option.
+    With ``threshold=0.25`` about half of the rows fall under the threshold.
     """
+    if activation not in ("relu", "silu"):
+        raise ValueError(f"activation must be 'relu' or 'silu', got {activation!r}")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, d, generator=gen)
     x[:, :: max(1, d // 5)] = -0.0  # signed zeros count as negative signs
@@ -71,7 +77,8 @@ def random_case(d: int, k: int, batch: int = 1, dtype: torch.dtype = torch.float
     w_gate = (torch.randn(k, d, generator=gen) * scale).to(dtype)
     for _ in range(200):
         g = w_gate.double() @ xn.t()  # (k, batch), exact enough for the margin test
-        bad = ((g.abs() < margin) | ((g - threshold).abs() < margin)).any(dim=1)
+        near = (g * torch.sigmoid(g)).abs() if activation == "silu" else g  # what is compared with threshold
+        bad = ((g.abs() < margin) | ((near - threshold).abs() < margin)).any(dim=1)
         if not bool(bad.any()):
             break
         n_bad = int(bad.sum())

@@ -11,6 +11,7 @@ from sparseinfer_kernels.interface import Backend, MLPResult, PreparedMLP
 
 ALPHAS = (0.9, 1.0, 1.03, 1.5, None)
 THRESHOLDS = (0.0, 0.01)  # relu, fatrelu (ProSparse's T)
+SILU_THRESHOLDS = (0.0, 0.25)  # CATS: every row kept but g == 0; about half the rows of random_case(activation="silu")
 
 
 def tolerances(dtype: torch.dtype) -> tuple[float, float]:
@@ -44,16 +45,29 @@ def configs(alphas: Iterable[Optional[float]] = ALPHAS, thresholds: Iterable[flo
 
 def compare_backends(backend: Backend, prep: PreparedMLP, reference: Backend, ref_prep: PreparedMLP,
                      x: torch.Tensor, x_ref: torch.Tensor, alpha, threshold, actual_sparsity, fused,
-                     check_predict: bool = True) -> MLPResult:
+                     check_predict: bool = True, activation: str = "relu") -> MLPResult:
     kw = dict(alpha=alpha, threshold=threshold, actual_sparsity=actual_sparsity, fused=fused,
-              with_counters=True, return_mask=True)
+              with_counters=True, return_mask=True, activation=activation)
     got = backend.forward(prep, x, **kw)
     want = reference.forward(ref_prep, x_ref, **kw)
     what = f"{backend.name} {prep.dtype} d={prep.d} k={prep.k} B={x.shape[0]} alpha={alpha} T={threshold} " \
-           f"AS={actual_sparsity} fused={fused}"
+           f"AS={actual_sparsity} fused={fused} act={activation}"
     assert_same(got, want, prep.dtype, what)
     if alpha is not None and check_predict:
         assert torch.equal(backend.predict(prep, x, alpha).cpu(), want.predicted_mask.cpu()), f"{what}: predict()"
         bound = torch.as_tensor(backend.predictor(prep, x, alpha)()).cpu() != 0  # status or mask: nonzero = PRED
         assert torch.equal(bound, want.predicted_mask.cpu()), f"{what}: predictor()"
     return want
+
+
+def silu_extremes(w_gate: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A copy of w_gate whose rows 1, 2 and 3 give, for input row 0, g == 0 exactly (a zero row),
+    g about -1e4 (exp(-g) overflows float32: the naive silu form would divide by inf) and g about
+    +1e4. Rows 1 and 2 must come out as exact zeros of silu at any threshold."""
+    w = w_gate.clone()
+    x0 = x[0].double()
+    unit = x0 / x0.dot(x0)  # unit . x0 == 1
+    w[1] = 0.0
+    w[2] = (-1e4 * unit).to(w.dtype)
+    w[3] = (1e4 * unit).to(w.dtype)
+    return w

@@ -16,7 +16,7 @@ assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUD
 
 from sparseinfer_kernels.api import available_backends, get_backend  # noqa: E402
 from sparseinfer_kernels.synthetic import random_case  # noqa: E402
-from sparseinfer_kernels.testing import compare_backends  # noqa: E402
+from sparseinfer_kernels.testing import compare_backends, silu_extremes  # noqa: E402
 
 torch.set_num_threads(1)
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
@@ -25,6 +25,13 @@ CASES = [
     (F32, 72, 40, 1, [(1.03, 0.01, False, False), (None, 0.0, True, True)]),
     (F16, 72, 40, 1, [(0.9, 0.0, False, True)]),
     (BF16, 64, 32, 2, [(1.0, 0.01, True, True), (1.5, 0.01, True, False)]),
+]
+# CATS (activation="silu"), same layout; T=0.25 drops about half the rows, T=0 none. The data keep
+# |silu(g)| away from 0.25 and g away from 0, so T=0 runs on the same data.
+SILU_CASES = [
+    (F32, 37, 53, 1, [(None, 0.0, True, True), (None, 0.25, True, False), (1.0, 0.25, False, True)]),
+    (F16, 37, 53, 3, [(None, 0.25, True, True)]),
+    (BF16, 70, 129, 1, [(None, 0.25, False, False), (1.0, 0.25, True, True)]),
 ]
 
 
@@ -35,15 +42,29 @@ def main() -> int:
 
     assert cuda_backend.SIM
     t0 = time.time()
-    for dtype, d, k, B, cfgs in CASES:
-        thr = max(c[1] for c in cfgs)
-        wg, wu, wd, x = random_case(d, k, B, dtype, threshold=thr, seed=d + k + B)
-        prep, ref_prep = be.prepare(wg, wu, wd), ref.prepare(wg, wu, wd)
-        for n, (alpha, threshold, as_on, fused) in enumerate(cfgs):
-            want = compare_backends(be, prep, ref, ref_prep, x, x, alpha, threshold, as_on, fused,
-                                    check_predict=n == 0)
-            print(f"ok {dtype} d={d} k={k} B={B} alpha={alpha} T={threshold} AS={as_on} fused={fused} "
-                  f"counters={want.counters.as_dict()} t={time.time() - t0:.1f}s", flush=True)
+    for activation, cases in (("relu", CASES), ("silu", SILU_CASES)):
+        for dtype, d, k, B, cfgs in cases:
+            thr = max(c[1] for c in cfgs)
+            wg, wu, wd, x = random_case(d, k, B, dtype, threshold=thr, seed=d + k + B, activation=activation)
+            prep, ref_prep = be.prepare(wg, wu, wd), ref.prepare(wg, wu, wd)
+            for n, (alpha, threshold, as_on, fused) in enumerate(cfgs):
+                want = compare_backends(be, prep, ref, ref_prep, x, x, alpha, threshold, as_on, fused,
+                                        check_predict=n == 0 and activation == "relu", activation=activation)
+                print(f"ok {activation} {dtype} d={d} k={k} B={B} alpha={alpha} T={threshold} AS={as_on} "
+                      f"fused={fused} counters={want.counters.as_dict()} t={time.time() - t0:.1f}s", flush=True)
+    # silu's exact zeros: g == 0 and g = -1e4 (exp overflow in the naive form) are dropped at T=0, no NaN
+    wg, wu, wd, x = random_case(37, 53, 1, BF16, seed=3, activation="silu")
+    wg = silu_extremes(wg, x)
+    prep, ref_prep = be.prepare(wg, wu, wd), ref.prepare(wg, wu, wd)
+    for fused in (True, False):
+        want = compare_backends(be, prep, ref, ref_prep, x, x, None, 0.0, True, fused, activation="silu")
+        assert want.counters.actual_sparse.tolist() == [2], want.counters
+        print(f"ok silu extremes fused={fused} t={time.time() - t0:.1f}s", flush=True)
+    try:
+        be.forward(prep, x, alpha=None, activation="gelu")
+    except ValueError as e:
+        assert "'relu', 'silu'" in str(e), e
+        print("ok bad activation", flush=True)
     return 0
 
 
