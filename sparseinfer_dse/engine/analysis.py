@@ -1,6 +1,6 @@
 """Per-layer predictor statistics during real decoding (the paper's Fig. 3).
 
-An observer on each SparseInferMLP sees every decode input x. It computes the ideal mask (rows whose
+An observer on each SparseMLP sees every decode input x. It computes the ideal mask (rows whose
 activation is exactly 0, from a dense float32 gate product) and, for each alpha of interest, the
 sign predictor's mask (the layer's backend), and counts both in a `LayerCounts` per (layer, alpha).
 This is analysis only: it does the dense work the kernels avoid, so it never runs while latency is
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from sparseinfer_dse.engine.layer_stats import LayerCounts
-from sparseinfer_dse.engine.sparse_mlp import SparseInferMLP
+from sparseinfer_dse.engine.sparse_mlp import SparseMLP
 from sparseinfer_dse.engine.sparsify import SparsifiedModel
 
 
@@ -35,7 +35,7 @@ class PredictorAnalysis:
             layer.observer = None
 
     @torch.no_grad()
-    def _observe(self, layer: SparseInferMLP, x: torch.Tensor, result: Any) -> None:
+    def _observe(self, layer: SparseMLP, x: torch.Tensor, result: Any) -> None:
         g = x.float() @ self._weights[layer.index].float().t()
         ideal = torch.where(g >= layer.threshold, g, torch.zeros_like(g)) == 0
         for a, counts in self.counts[layer.index].items():

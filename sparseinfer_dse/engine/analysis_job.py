@@ -12,7 +12,7 @@ from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.data.prompts import load_prompts
 from sparseinfer_dse.engine.analysis import PredictorAnalysis
 from sparseinfer_dse.engine.analysis_plot import plot_layers
-from sparseinfer_dse.engine.profile import AlphaProfile, parse_alpha_list
+from sparseinfer_dse.engine.profile import Profile, parse_alpha_list
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 
@@ -43,7 +43,7 @@ def run_analysis(job: Analysis, say: Callable[[str], None] = lambda msg: None) -
 
     alpha_list = parse_alpha_list(job.alphas)
     texts = load_prompts(job.prompts, job.limit, job.data_dir)
-    given = AlphaProfile.load(job.profile) if job.profile else None  # a bad file fails before the model loads
+    given = Profile.load(job.profile) if job.profile else None  # a bad file fails before the model loads
     lm = load_model(job.spec, tokenizer=True)
     prof = given.check_model(lm.identity, job.allow_model_mismatch) if given else None
     handle = sparsify(lm, prof, job.backend)
@@ -52,7 +52,7 @@ def run_analysis(job: Analysis, say: Callable[[str], None] = lambda msg: None) -
     if prof is None:
         handle.configure(predict=False)
     else:
-        alpha_list = sorted(set(alpha_list) | {a for a in prof.alphas if a is not None})
+        alpha_list = sorted(set(alpha_list) | {a for a in prof.levels if a is not None})
     analysis = PredictorAnalysis(handle, alpha_list)
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

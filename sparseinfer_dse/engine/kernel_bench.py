@@ -18,13 +18,14 @@ decode inputs, so none finds another's data warm.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from sparseinfer_kernels.api import get_backend
 from sparseinfer_kernels.synthetic import synthetic_mlp
 
+from sparseinfer_dse.engine.bench_timing import ROTATIONS, Flusher, Timer, llc_bytes, pct, reader, threads_of
+from sparseinfer_dse.engine.method_bench import bench_method_one
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.machine import set_threads
 
@@ -51,6 +52,7 @@ class KernelBench:
     warmup: int = 2
     flush: bool = True
     seed: int = 0
+    method: str = "sparseinfer"  # or cats / teal / wisparse (engine/method_bench.py)
 
     @property
     def cases(self) -> int:
@@ -61,6 +63,8 @@ def run_kernel_bench(bench: KernelBench, progress: Any = None) -> list[dict[str,
     """One JSON row per (dtype, shape, sparsity); `progress` (a tqdm bar) advances once per repeat."""
     import torch
 
+    if bench.method not in ("sparseinfer", "cats", "teal", "wisparse"):
+        raise UserError(f"--method {bench.method!r}: use sparseinfer, cats, teal or wisparse")
     bad = [d for d in bench.dtypes if d not in DTYPES]
     if bad:
         raise UserError(f"--dtype {bad[0]!r}: use float32, float16 or bfloat16")
@@ -77,106 +81,19 @@ def run_kernel_bench(bench: KernelBench, progress: Any = None) -> list[dict[str,
             for sp in bench.sparsities:
                 if progress is not None:
                     progress.set_postfix_str(f"{name} {d}x{k} s={sp}")
-                rows.append(bench_one(be, device, d, k, sp, getattr(torch, name), alpha=bench.alpha,
-                                      threshold=bench.threshold, batch=bench.batch, repeats=bench.repeats,
-                                      warmup=bench.warmup, flush=bench.flush, seed=bench.seed, progress=progress))
+                common = dict(batch=bench.batch, repeats=bench.repeats, warmup=bench.warmup, flush=bench.flush,
+                              seed=bench.seed, progress=progress)
+                if bench.method == "sparseinfer":
+                    rows.append(bench_one(be, device, d, k, sp, getattr(torch, name), alpha=bench.alpha,
+                                          threshold=bench.threshold, **common))
+                else:
+                    rows.append(bench_method_one(be, device, bench.method, d, k, sp, getattr(torch, name), **common))
     return rows
 
 
 def bench_device(backend: str) -> str:
     """Where the backend's tensors live (the CUDA simulator runs on the CPU)."""
     return "cuda" if backend == "numba-cuda" and not os.environ.get("NUMBA_ENABLE_CUDASIM") else "cpu"
-
-
-def _pct(xs: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(xs) * 1e3, q))
-
-
-class _Timer:
-    """Wall time on CPU; CUDA events (after a device sync) on GPU."""
-
-    def __init__(self, device: str):
-        self.cuda = device == "cuda"
-
-    def __call__(self, fn: Callable[[], Any]) -> float:
-        if self.cuda:
-            import torch
-
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-
-def llc_bytes() -> Optional[int]:
-    """The last-level cache of this CPU in bytes (sysconf, else /sys), None if unknown."""
-    try:
-        v = os.sysconf("SC_LEVEL3_CACHE_SIZE")
-        if v and v > 0:
-            return int(v)
-    except (ValueError, OSError, AttributeError):
-        pass
-    best = 0
-    for idx in range(8):
-        try:
-            text = open(f"/sys/devices/system/cpu/cpu0/cache/index{idx}/size").read().strip().upper()
-        except OSError:
-            break
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        try:
-            best = max(best, int(text.rstrip("KMG")) * mult)
-        except ValueError:
-            pass
-    return best or None
-
-
-def flush_bytes(device: str) -> int:
-    """What a flush must touch to evict the last-level cache: 4x its size, at least 64 MiB (CPU);
-    256 MiB on a GPU (its L2 is at most 60-ish MiB)."""
-    if device == "cuda":
-        return 256 << 20
-    return max(64 << 20, 4 * (llc_bytes() or 0))
-
-
-class _Flusher:
-    """Evicts the last-level cache (CPU: reads `flush_bytes`; GPU: writes 256 MiB)."""
-
-    def __init__(self, device: str, enabled: bool):
-        import torch
-
-        self.enabled = enabled
-        self.buf = None
-        self.nbytes = flush_bytes(device) if enabled else 0
-        if enabled:
-            self.buf = torch.ones(self.nbytes // 4, dtype=torch.float32, device=device)
-
-    def __call__(self) -> None:
-        if self.buf is not None:
-            if self.buf.is_cuda:
-                self.buf.add_(1.0)
-            else:
-                float(self.buf.sum())
-
-
-def _reader(nbytes: float, device: str) -> Callable[[], Any]:
-    """One streaming read of `nbytes`: torch's sum over a float32 buffer of that size (on this 2-core
-    CPU it streams faster than a plain Numba loop: 23 vs 16-18 GB/s over 1 GiB), the floor a kernel
-    reading that much can reach."""
-    import torch
-
-    buf = torch.ones(max(1, int(nbytes) // 4), dtype=torch.float32, device=device)
-    return lambda: buf.sum()
-
-
-ROTATIONS = 4  # distinct decode inputs, rotated over variants and repeats (none runs warm on another's x)
 
 
 def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, alpha: float, threshold: float,
@@ -231,10 +148,10 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
         "sparse_noas": lambda xi: sparse(xi, actual_sparsity=False),
     }
     fns = {name: [make(xi) for xi in xs] for name, make in per_x.items()}
-    read_dense, read_sparse = _reader(dense_bytes, device), _reader(sparse_bytes, device)
+    read_dense, read_sparse = reader(dense_bytes, device), reader(sparse_bytes, device)
     fns["read_dense"] = [read_dense] * ROTATIONS
     fns["read_sparse"] = [read_sparse] * ROTATIONS
-    timer, flusher = _Timer(device), _Flusher(device, flush)
+    timer, flusher = Timer(device), Flusher(device, flush)
     for _ in range(warmup):
         for variants in fns.values():
             for fn in variants:
@@ -260,8 +177,8 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     )
     for name in fns:
         row[f"{name}_ms"] = med[name]
-        row[f"{name}_p10_ms"] = _pct(times[name], 10)
-        row[f"{name}_p90_ms"] = _pct(times[name], 90)
+        row[f"{name}_p10_ms"] = pct(times[name], 10)
+        row[f"{name}_p90_ms"] = pct(times[name], 90)
     row["speedup"] = med["dense"] / med["sparse"]
     row["speedup_nofuse"] = med["dense"] / med["sparse_nofuse"]
     row["speedup_noas"] = med["dense"] / med["sparse_noas"]
@@ -281,11 +198,3 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     row["sign_read_gbps"] = k * nw * 4 / (med["sign_read"] / 1e3) / 1e9
     row["extra_bytes"] = prep.extra_bytes
     return row
-
-
-def threads_of(device: str) -> Optional[int]:
-    if device == "cuda":
-        return None
-    import torch
-
-    return torch.get_num_threads()

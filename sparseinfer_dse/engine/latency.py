@@ -269,4 +269,4 @@ def _profile_info(handle: Any) -> Optional[dict[str, Any]]:
     if handle is None or handle.profile is None:
         return None
     p = handle.profile
-    return {"name": p.name, "alphas": list(p.alphas)}
+    return {"name": p.name, "alphas": list(p.levels)}

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from sparseinfer_dse.engine.decode import Workload, replay
 from sparseinfer_dse.engine.latency import MAIN_VARIANT, VARIANTS
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.engine.sparsify import SparsifiedModel
 from sparseinfer_dse.errors import OptionError
 from sparseinfer_dse.stats import median_interval
@@ -22,7 +22,7 @@ from sparseinfer_dse.stats import median_interval
 DENSE = "dense"
 
 
-def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapping[str, AlphaProfile], *,
+def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapping[str, Profile], *,
                      repeats: int, warmup: int = 1,
                      progress: Optional[Callable[[int], None]] = None) -> dict[str, dict[str, Any]]:
     """Time dense and every profile (name -> profile), interleaved, `repeats` rounds over the prompts.

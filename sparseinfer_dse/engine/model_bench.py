@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from sparseinfer_dse.engine.latency import MAIN_VARIANT, VARIANTS, measure_decode_latency
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.machine import device_name, set_threads, thread_counts
@@ -59,7 +59,7 @@ def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     if bench.threads is not None:
         set_threads(bench.threads)
     texts = gsm8k_prompts(bench.prompts, bench.data_dir)
-    given = AlphaProfile.load(bench.profile) if bench.profile is not None else None  # fails before the load
+    given = Profile.load(bench.profile) if bench.profile is not None else None  # fails before the load
     load_avg_start = os.getloadavg()
     t0 = time.perf_counter()
     lm = load_model(bench.spec, weights=True, tokenizer=True)
@@ -67,7 +67,7 @@ def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     if lm.tokenizer is None:
         raise UserError(f"{bench.spec.model} has no tokenizer; bench model needs one to encode the prompts")
     prof = (given.check_model(lm.identity, bench.allow_model_mismatch) if given is not None
-            else AlphaProfile.uniform(len(lm.mlps), 1.0, lm.identity))
+            else Profile.uniform(len(lm.mlps), 1.0, lm.identity))
     t0 = time.perf_counter()
     handle = sparsify(lm, prof, backend=bench.backend, allow_model_mismatch=bench.allow_model_mismatch)
     sparsify_s = time.perf_counter() - t0

@@ -1,7 +1,10 @@
-"""Alpha profiles: one SparseInfer alpha per decoder layer (None = the layer runs dense).
+"""Profiles: one activation-sparsity setting per decoder layer (a method and its level; None = dense).
 
 A profile is saved as versioned JSON with the identity of the model it was made for, so it is never
-applied to another model by accident. Loading validates everything and says what is wrong.
+applied to another model by accident. Version 2 names a method per layer (engine/methods.py) and,
+for the calibrated methods, carries the thresholds its levels resolve to and the calibration they
+came from, so it applies the same way anywhere. Version-1 files (alphas only) load as `sparseinfer`.
+Loading validates everything and says what is wrong.
 """
 
 from __future__ import annotations
@@ -11,72 +14,98 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from sparseinfer_dse.atomic import write_text
-from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.engine.methods import ProfileError, check_alpha, get_method
 from sparseinfer_dse.models.identity import ModelIdentity
 
-FORMAT = "sparseinfer-dse/alpha-profile"
-VERSION = 1
-# Any alpha > 0 is well defined, but past 10 the predictor skips almost nothing (it needs over 91% of
-# sign products negative): a larger value is far more likely a typo (103 for 1.03) than a wish.
-ALPHA_MAX = 10.0
+FORMAT = "sparseinfer-dse/profile"
+VERSION = 2
+V1_FORMAT = "sparseinfer-dse/alpha-profile"  # version 1: {"alphas": [...]}, all sparseinfer
+
+Thresholds = Optional[dict[str, float]]  # one layer's: projection -> threshold (None: not resolved)
+
+__all__ = ["FORMAT", "VERSION", "Profile", "ProfileError", "check_alpha", "parse_alpha_list", "levels_repr"]
 
 
-class ProfileError(UserError):
-    """A profile that cannot be used: the message says which field and why."""
-
-
-def check_alpha(alpha: Any, where: str = "alpha") -> Optional[float]:
-    """A valid alpha as float (None stays None = dense layer), or a ProfileError."""
-    if alpha is None:
+def _check_thresholds(t: Any, where: str) -> Thresholds:
+    if t is None:
         return None
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise ProfileError(f"{where} must be a number or null (dense), not {alpha!r}")
-    a = float(alpha)
-    if not math.isfinite(a):
-        raise ProfileError(f"{where} is {a}, must be finite")
-    if a <= 0.0:
-        raise ProfileError(f"{where} is {a:g}, must be > 0")
-    if a > ALPHA_MAX:
-        raise ProfileError(f"{where} is {a:g}, out of range (0, {ALPHA_MAX:g}]")
-    return a
+    if not isinstance(t, Mapping) or not t:
+        raise ProfileError(f"{where} must be an object of projection -> threshold")
+    out = {}
+    for k, v in t.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ProfileError(f"{where}.{k} must be a finite number >= 0, not {v!r}")
+        out[str(k)] = float(v)
+    return out
 
 
 @dataclass(frozen=True)
-class AlphaProfile:
-    alphas: tuple[Optional[float], ...]
+class Profile:
+    levels: tuple[Optional[float], ...]  # per layer: alpha (sparseinfer) or target sparsity; None = dense
     model: Optional[ModelIdentity] = None
     name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    methods: Union[str, tuple[str, ...]] = "sparseinfer"  # one for every layer, or one per layer
+    thresholds: Optional[tuple[Thresholds, ...]] = None  # resolved thresholds per layer (calibrated methods)
+    calibration: Optional[dict[str, Any]] = None  # identity of the calibration the thresholds came from
 
     def __post_init__(self) -> None:
-        if len(self.alphas) == 0:
+        if len(self.levels) == 0:
             raise ProfileError("a profile needs at least one layer")
-        checked = tuple(check_alpha(a, f"alphas[{i}]") for i, a in enumerate(self.alphas))
-        object.__setattr__(self, "alphas", checked)
+        n = len(self.levels)
+        methods = (self.methods,) * n if isinstance(self.methods, str) else tuple(self.methods)
+        if len(methods) != n:
+            raise ProfileError(f"profile has {n} levels but {len(methods)} methods")
+        specs = [get_method(m) for m in methods]
+        checked = tuple(s.check_level(a, f"layer {i} {s.knob}") for i, (s, a) in enumerate(zip(specs, self.levels)))
+        object.__setattr__(self, "levels", checked)
+        object.__setattr__(self, "methods", methods)
+        if self.thresholds is not None:
+            if len(self.thresholds) != n:
+                raise ProfileError(f"profile has {n} levels but thresholds for {len(self.thresholds)} layers")
+            thr = tuple(_check_thresholds(t, f"layer {i} thresholds") for i, t in enumerate(self.thresholds))
+            object.__setattr__(self, "thresholds", thr if any(t is not None for t in thr) else None)
 
     @property
     def num_layers(self) -> int:
-        return len(self.alphas)
+        return len(self.levels)
 
-    def with_metrics(self, **metrics: Any) -> "AlphaProfile":
+    @property
+    def method(self) -> str:
+        """The profile's method ("mixed" when its layers name different ones)."""
+        return self.methods[0] if len(set(self.methods)) == 1 else "mixed"
+
+    @property
+    def knob(self) -> str:
+        """What the levels mean: "alpha", "sparsity", or "level" for a mixed profile."""
+        knobs = {get_method(m).knob for m in self.methods}
+        return knobs.pop() if len(knobs) == 1 else "level"
+
+    def with_metrics(self, **metrics: Any) -> "Profile":
         return replace(self, metrics={**self.metrics, **metrics})
+
+    def with_thresholds(self, thresholds: Sequence[Thresholds], calibration: Optional[dict[str, Any]]) -> "Profile":
+        return replace(self, thresholds=tuple(thresholds), calibration=calibration)
 
     # ---- builders -------------------------------------------------------------------------
     @classmethod
-    def uniform(cls, num_layers: int, alpha: float, model: Optional[ModelIdentity] = None) -> "AlphaProfile":
-        return cls(tuple([alpha] * num_layers), model, f"uniform-{alpha:g}")
+    def uniform(cls, num_layers: int, level: float, model: Optional[ModelIdentity] = None,
+                method: str = "sparseinfer") -> "Profile":
+        """The same level on every layer (named uniform-1 for alpha 1.00, uniform-50% for sparsity 0.5)."""
+        label = f"{level:g}" if get_method(method).knob == "alpha" else f"{level * 100:g}%"
+        return cls(tuple([level] * num_layers), model, f"uniform-{label}", methods=method)
 
     @classmethod
-    def dense(cls, num_layers: int, model: Optional[ModelIdentity] = None) -> "AlphaProfile":
-        return cls(tuple([None] * num_layers), model, "dense")
+    def dense(cls, num_layers: int, model: Optional[ModelIdentity] = None, method: str = "sparseinfer") -> "Profile":
+        return cls(tuple([None] * num_layers), model, "dense", methods=method)
 
     @classmethod
     def paper(
         cls, num_layers: int, alpha: float = 1.03, first: Optional[int] = None, model: Optional[ModelIdentity] = None
-    ) -> "AlphaProfile":
+    ) -> "Profile":
         """The paper's heuristic: `alpha` on the first `first` layers (default half), 1.00 after."""
         n = num_layers // 2 if first is None else first
         if not 0 <= n <= num_layers:
@@ -85,30 +114,53 @@ class AlphaProfile:
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        layers = []
+        for i, (m, a) in enumerate(zip(self.methods, self.levels)):
+            row: dict[str, Any] = {"method": m, get_method(m).knob: a}
+            if self.thresholds is not None and self.thresholds[i] is not None:
+                row["thresholds"] = self.thresholds[i]
+            layers.append(row)
         return {
             "format": FORMAT,
             "version": VERSION,
             "name": self.name,
             "model": self.model.to_dict() if self.model else None,
             "num_layers": self.num_layers,
-            "alphas": list(self.alphas),
+            "method": self.method,
+            "layers": layers,
+            "calibration": self.calibration,
             "metrics": self.metrics,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "profile") -> "AlphaProfile":
+    def from_dict(cls, data: Any, where: str = "profile") -> "Profile":
         if not isinstance(data, dict):
             raise ProfileError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        if data.get("format") != FORMAT:
-            raise ProfileError(f"{where}: not an alpha profile (format is {data.get('format')!r}, expected {FORMAT!r})")
-        if data.get("version") != VERSION:
-            raise ProfileError(f"{where}: unknown profile format version {data.get('version')!r} (this tool reads {VERSION})")
-        alphas = data.get("alphas")
-        if not isinstance(alphas, list):
-            raise ProfileError(f"{where}: 'alphas' must be a list with one alpha (or null) per layer")
-        if "num_layers" in data and data["num_layers"] != len(alphas):
-            raise ProfileError(f"{where}: num_layers is {data['num_layers']} but 'alphas' has {len(alphas)} entries")
+        fmt, version = data.get("format"), data.get("version")
+        if fmt == V1_FORMAT and version == 1:
+            levels = data.get("alphas")
+            if not isinstance(levels, list):
+                raise ProfileError(f"{where}: 'alphas' must be a list with one alpha (or null) per layer")
+            methods: Any = "sparseinfer"
+            thresholds = None
+        elif fmt == FORMAT and version == VERSION:
+            layers = data.get("layers")
+            if not isinstance(layers, list) or not all(isinstance(r, dict) for r in layers):
+                raise ProfileError(f"{where}: 'layers' must be a list with one object per decoder layer")
+            try:
+                methods = tuple(get_method(r.get("method", "sparseinfer")).name for r in layers)
+            except ProfileError as exc:
+                raise ProfileError(f"{where}: {exc}") from None
+            levels = [r.get(get_method(m).knob) for r, m in zip(layers, methods)]
+            has = [r.get("thresholds") for r in layers]
+            thresholds = tuple(has) if any(t is not None for t in has) else None
+        elif fmt in (FORMAT, V1_FORMAT):
+            raise ProfileError(f"{where}: unknown profile format version {version!r} (this tool reads 1 and {VERSION})")
+        else:
+            raise ProfileError(f"{where}: not a profile (format is {fmt!r}, expected {FORMAT!r})")
+        if "num_layers" in data and data["num_layers"] != len(levels):
+            raise ProfileError(f"{where}: num_layers is {data['num_layers']} but it lists {len(levels)} layers")
         model = data.get("model")
         ident = None
         if model is not None:
@@ -119,8 +171,11 @@ class AlphaProfile:
         metrics = data.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise ProfileError(f"{where}: 'metrics' must be an object")
+        calibration = data.get("calibration")
+        if calibration is not None and not isinstance(calibration, dict):
+            raise ProfileError(f"{where}: 'calibration' must be an object")
         try:
-            return cls(tuple(alphas), ident, str(data.get("name", "")), metrics)
+            return cls(tuple(levels), ident, str(data.get("name", "")), metrics, methods, thresholds, calibration)
         except ProfileError as exc:
             raise ProfileError(f"{where}: {exc}") from None
 
@@ -130,7 +185,7 @@ class AlphaProfile:
         return write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path | str) -> "AlphaProfile":
+    def load(cls, path: Path | str) -> "Profile":
         path = Path(path)
         if not path.is_file():
             raise ProfileError(f"profile not found: {path}")
@@ -141,11 +196,11 @@ class AlphaProfile:
         return cls.from_dict(data, str(path))
 
     # ---- matching a model -------------------------------------------------------------------
-    def check_model(self, identity: ModelIdentity, allow_mismatch: bool = False) -> "AlphaProfile":
+    def check_model(self, identity: ModelIdentity, allow_mismatch: bool = False) -> "Profile":
         """Refuse a profile whose layer count differs, or made for another model unless allowed."""
         if self.num_layers != identity.num_layers:
             raise ProfileError(
-                f"profile has {self.num_layers} alphas but {identity.name} has {identity.num_layers} decoder layers"
+                f"profile has {self.num_layers} layers but {identity.name} has {identity.num_layers} decoder layers"
             )
         if self.model and self.model.config_hash != identity.config_hash and not allow_mismatch:
             raise ProfileError(
@@ -171,5 +226,8 @@ def parse_alpha_list(text: str) -> list[float]:
     return out
 
 
-def alphas_repr(alphas: Sequence[Optional[float]]) -> str:
-    return " ".join("dense" if a is None else f"{a:.3f}" for a in alphas)
+def levels_repr(profile: "Profile") -> str:
+    """'sparseinfer alpha: 1.030 1.000 dense ...' (or 'teal sparsity: 50% 70% ...')."""
+    pct = profile.knob == "sparsity"
+    vals = " ".join("dense" if a is None else (f"{a * 100:.0f}%" if pct else f"{a:.3f}") for a in profile.levels)
+    return f"{profile.method} {profile.knob}: {vals}"

@@ -1,9 +1,22 @@
-"""SparseInferMLP: a drop-in replacement for one decoder layer's gated MLP.
+"""SparseMLP: a drop-in replacement for one decoder layer's gated MLP, running the layer's method.
 
-Prefill (more than one new token per sequence) runs the original module, dense, as in the paper.
-Decode steps (one new token per sequence) run the SparseInfer kernels with the layer's alpha; a
-layer whose alpha is None runs dense. Per-layer counters are accumulated only when asked for
-(they cost a host copy per call on a GPU).
+Prefill (more than one new token per sequence) runs the original module, dense, as in the papers.
+Decode steps (one new token per sequence) run the layer's method through the kernels:
+
+- `sparseinfer`: the sign-bit predictor with the layer's alpha, then the row-sparse MLP kernel;
+- `cats`: the same kernel without prediction, SiLU activation, rows with |act(gate)| at or below
+  the layer's threshold skip up and down;
+- `teal` / `wisparse`: three input-channel-sparse products (gate and up skip the MLP input's small
+  channels, down the intermediate's), each with its own threshold (and, for wisparse, the weight's
+  column norms as channel scales).
+
+A layer whose level is None runs dense. Weights are laid out for a method the first time a layer
+needs it (`ensure_prepared`). The channel methods need W^T of each projection; by default it is a
+copy next to the model's weights, because torch's dense matmul on a transposed view runs 1.2-2.4x
+slower at batch 1 on CPUs (measured: 4096x11008 bfloat16 7.8 -> 18.4 ms), which would slow the dense
+prefill and the dense reference every speedup is measured against. `share_weights` drops the
+copy (the nn.Linear then holds a view of W^T) for deployments short of memory. Per-layer counters are accumulated only when asked for (they cost a host
+copy per call on a GPU).
 """
 
 from __future__ import annotations
@@ -15,6 +28,11 @@ import torch
 from torch import nn
 
 from sparseinfer_dse.engine.layer_stats import LayerCounts
+from sparseinfer_dse.engine.methods import get_method
+from sparseinfer_dse.engine.thresholds import column_norms
+from sparseinfer_dse.models.discovery import GatedMLP
+
+CHANNEL_METHODS = ("teal", "wisparse")
 
 
 @dataclass
@@ -26,39 +44,112 @@ class EngineOptions:
     predict: bool = True  # False: no prediction at all, every gate row computed (exactness checks)
     enabled: bool = True  # False: every layer runs its original module (the dense reference)
     collect: bool = False  # accumulate per-layer counters on every decode call
+    share_weights: bool = False  # channel methods: the model's nn.Linear reads a view of W^T (no copy)
 
 
 @dataclass
 class LayerStats:
-    """One layer's calls by kind, and its kernel counters over the decode calls (when collected)."""
+    """One layer's calls by kind, and its kernel counters over the decode calls (when collected).
+    For the channel methods the counted "rows" are the input channels of gate, up and down together
+    (2d + k per token): `gained` the skipped ones, `computed` the kept ones."""
 
     counts: LayerCounts
     calls: dict[str, int] = field(default_factory=lambda: {"prefill": 0, "decode_dense": 0, "decode_sparse": 0})
 
 
-class SparseInferMLP(nn.Module):
-    def __init__(self, original: nn.Module, index: int, backend: Any, prep: Any, alpha: Optional[float],
-                 threshold: float, decode_relu: bool, options: EngineOptions) -> None:
+class SparseMLP(nn.Module):
+    def __init__(self, mlp: GatedMLP, backend: Any, threshold: float, decode_relu: bool,
+                 options: EngineOptions) -> None:
         super().__init__()
-        self.original = original
-        self.index = index
+        self.original = mlp.module
+        self.mlp = mlp
+        self.index = mlp.index
         self.backend = backend
-        self.prep = prep
-        self.alpha = alpha
-        self.threshold = threshold
+        self.threshold = threshold  # the model's own FATReLU threshold (sparseinfer)
         self.decode_relu = decode_relu
         self.options = options
-        self.stats = LayerStats(LayerCounts(prep.k))
-        self.observer: Optional[Callable[["SparseInferMLP", torch.Tensor, Any], None]] = None
+        self.method = "sparseinfer"
+        self.alpha: Optional[float] = None  # the layer's level: alpha, or a target sparsity
+        self.thresholds: dict[str, float] = {}
+        self._prep: Any = None  # row-sparse MLP layout (sparseinfer, cats)
+        self._channels: Optional[dict[str, Any]] = None  # channel layouts and scales (teal, wisparse)
+        self.stats = LayerStats(LayerCounts(self.count_rows))
+        self.observer: Optional[Callable[["SparseMLP", torch.Tensor, Any], None]] = None
 
     @property
     def k(self) -> int:
-        return self.prep.k
+        return self.mlp.k
+
+    @property
+    def count_rows(self) -> int:
+        """What the layer's counters count per token: k rows, or 2d + k input channels (channel methods)."""
+        return 2 * self.mlp.d + self.k if self.method in CHANNEL_METHODS else self.k
+
+    @property
+    def level(self) -> Optional[float]:
+        return self.alpha
+
+    @property
+    def prep(self) -> Any:
+        """The row-sparse MLP layout (sign words, W_down^T), made on first use."""
+        if self._prep is None:
+            m = self.mlp
+            with torch.no_grad():
+                self._prep = self.backend.prepare(m.gate.weight.detach().contiguous(), m.up.weight.detach().contiguous(),
+                                                  m.down.weight.detach().contiguous())
+        return self._prep
+
+    @property
+    def extra_bytes(self) -> int:
+        """Bytes held beyond the model's own weights (the channel layouts replace them)."""
+        out = self._prep.extra_bytes if self._prep is not None else 0
+        if self._channels is not None:
+            out += sum(int(n.numel()) * 4 for n in self._channels["norms"].values())
+            if not self._channels["shared"]:
+                out += sum(p.extra_bytes for p in self._channels["prep"].values())
+        return out
+
+    def ensure_prepared(self, method: str) -> None:
+        if method in CHANNEL_METHODS:
+            self._channel_layouts()
+        elif method in ("sparseinfer", "cats"):
+            self.prep  # noqa: B018
+
+    def _channel_layouts(self) -> dict[str, Any]:
+        """W^T (in, out) for gate, up and down (with `share_weights` each nn.Linear then holds a view of it)."""
+        if self._channels is None:
+            m, preps, share = self.mlp, {}, self.options.share_weights
+            with torch.no_grad():
+                for name, lin in (("gate", m.gate), ("up", m.up), ("down", m.down)):
+                    preps[name] = self.backend.prepare_linear(lin.weight.detach())
+                    if share:
+                        lin.weight = nn.Parameter(preps[name].dense_weight(), requires_grad=False)
+                norms = {n: column_norms(l.weight).to(l.weight.device) for n, l in
+                         (("gate", m.gate), ("up", m.up), ("down", m.down))}
+            self._channels = {"prep": preps, "norms": norms, "scale": {}, "shared": share}
+        return self._channels
+
+    def set_level(self, method: str, level: Optional[float], thresholds: Optional[dict[str, float]]) -> None:
+        """Switch this layer to `method` at `level` (None = dense) with its resolved thresholds."""
+        spec = get_method(method)
+        if method == "cats" and self.mlp.activation.kind not in ("silu", "relu", "fatrelu"):
+            raise ValueError(f"cats needs a SiLU or ReLU MLP; layer {self.index} has {self.mlp.activation.kind}")
+        if level is not None and spec.calibrated and not thresholds:
+            raise ValueError(f"layer {self.index}: {method} at {level} needs calibrated thresholds")
+        if method != self.method and (method in CHANNEL_METHODS) != (self.method in CHANNEL_METHODS):
+            self.method = method
+            self.stats = LayerStats(LayerCounts(self.count_rows))
+        self.method, self.alpha, self.thresholds = method, level, dict(thresholds or {})
+        if level is not None:
+            self.ensure_prepared(method)
+            if method in CHANNEL_METHODS:
+                ch = self._channels
+                ch["scale"] = ch["norms"] if method == "wisparse" else {"gate": None, "up": None, "down": None}
 
     def _dense_decode(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.decode_relu:
+        if not self.decode_relu or self.method != "sparseinfer":
             return self.original(x)
-        o = self.original  # decode-time ReLU on a SiLU/GELU model (explicit opt-in)
+        o = self.original  # decode-time ReLU on a SiLU/GELU model (explicit opt-in, sparseinfer only)
         return o.down_proj(torch.relu(o.gate_proj(x)) * o.up_proj(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,23 +159,44 @@ class SparseInferMLP(nn.Module):
         if x.dim() != 3 or x.shape[1] != 1:
             self.stats.calls["prefill"] += 1
             return self.original(x)
-        if self.alpha is None and opts.predict:
+        if self.alpha is None and (opts.predict or self.method != "sparseinfer"):
             self.stats.calls["decode_dense"] += 1
             return self._dense_decode(x)
         self.stats.calls["decode_sparse"] += 1
         x2 = x.reshape(x.shape[0], x.shape[2])
+        if self.method in CHANNEL_METHODS:
+            return self._channel_decode(x2).view_as(x)
         want = opts.collect or self.observer is not None
+        cats = self.method == "cats"
         res = self.backend.forward(
             self.prep, x2,
-            alpha=self.alpha if opts.predict else None,
-            threshold=self.threshold,
+            alpha=self.alpha if (opts.predict and not cats) else None,
+            threshold=self.thresholds["act"] if cats else self.threshold,
             actual_sparsity=opts.actual_sparsity,
             fused=opts.fused,
             with_counters=want,
             return_mask=self.observer is not None,
+            activation="silu" if cats and self.mlp.activation.kind == "silu" else "relu",
         )
         if want:
             self.stats.counts.add_kernel(x2.shape[0], res.counters)
         if self.observer is not None:
             self.observer(self, x2, res)
         return res.y.view_as(x)
+
+    def _channel_decode(self, x: torch.Tensor) -> torch.Tensor:
+        ch, thr, be = self._channels, self.thresholds, self.backend
+        want = self.options.collect
+        prep, scale = ch["prep"], ch["scale"]
+        g = be.channel_linear(prep["gate"], x, threshold=thr["gate"], scale=scale["gate"], with_counts=want)
+        u = be.channel_linear(prep["up"], x, threshold=thr["up"], scale=scale["up"], with_counts=want)
+        h = self.original.act_fn(g.y) * u.y
+        y = be.channel_linear(prep["down"], h, threshold=thr["down"], scale=scale["down"], with_counts=want)
+        if want:
+            c = self.stats.counts
+            c.kernel = True
+            c.tokens += x.shape[0]
+            kept = int(g.kept.sum() + u.kept.sum() + y.kept.sum())
+            c.computed += kept
+            c.gained += x.shape[0] * (2 * self.mlp.d + self.k) - kept
+        return y.y

@@ -1,7 +1,10 @@
-"""`sparsify(model, profile, backend=...)`: swap every decoder MLP for a SparseInferMLP, undoably.
+"""`sparsify(model, profile, backend=...)`: swap every decoder MLP for a SparseMLP, undoably.
 
-Weights are prepared once (sign bits of W_gate, W_down^T); a new profile is applied with
-`set_profile` without preparing again, which is what a search does between trials.
+Weights are laid out once per method a layer runs (sign bits and W_down^T for sparseinfer and
+cats, W^T of each projection for teal and wisparse); a new profile is applied with `set_profile`
+without preparing again, which is what a search does between trials. Calibrated methods resolve a
+layer's target sparsity to thresholds through the handle's `ThresholdTable` unless the profile
+carries its own.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import torch
 from torch import nn
 
 from sparseinfer_dse.engine.layer_stats import LayerCounts
-from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
-from sparseinfer_dse.engine.sparse_mlp import EngineOptions, LayerStats, SparseInferMLP
+from sparseinfer_dse.engine.methods import SILU_METHODS, get_method
+from sparseinfer_dse.engine.profile import Profile, ProfileError
+from sparseinfer_dse.engine.sparse_mlp import EngineOptions, LayerStats, SparseMLP
+from sparseinfer_dse.engine.thresholds import ThresholdTable, resolve_thresholds
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.applicability import require_applicable
 from sparseinfer_dse.models.discovery import decoder_layers, discover_mlps
@@ -44,30 +49,46 @@ def choose_backend(name: str, device: torch.device) -> str:
 class SparsifiedModel:
     """Handle on a sparsified model: change the profile or options, read stats, undo."""
 
-    def __init__(self, model: nn.Module, layers: list[SparseInferMLP], originals: list[nn.Module],
-                 backend: str, options: EngineOptions, notice: str) -> None:
+    def __init__(self, model: nn.Module, layers: list[SparseMLP], originals: list[nn.Module],
+                 backend: str, options: EngineOptions, notice: str, activation: Any = None) -> None:
         self.model = model
         self.layers = layers
         self._originals = originals
         self.backend = backend
         self.options = options
         self.notice = notice
-        self.profile: Optional[AlphaProfile] = None
+        self.activation = activation
+        self.profile: Optional[Profile] = None
+        self.tables: dict[str, ThresholdTable] = {}
 
     @property
     def extra_bytes(self) -> int:
         """Memory of the copies made at load (sign words, W_down^T, backend layouts)."""
-        return sum(layer.prep.extra_bytes for layer in self.layers)
+        return sum(layer.extra_bytes for layer in self.layers)
 
-    def set_profile(self, profile: Union[AlphaProfile, Sequence[Optional[float]]]) -> None:
-        alphas = profile.alphas if isinstance(profile, AlphaProfile) else tuple(profile)
-        if len(alphas) != len(self.layers):
-            raise ProfileError(f"profile has {len(alphas)} alphas but the model has {len(self.layers)} decoder layers")
-        if not isinstance(profile, AlphaProfile):
-            profile = AlphaProfile(alphas)
+    def add_table(self, table: ThresholdTable) -> None:
+        """Calibrated thresholds for `table.method` (what its target sparsities resolve through)."""
+        if table.num_layers != len(self.layers):
+            raise ProfileError(f"the {table.method} calibration has {table.num_layers} layers, the model {len(self.layers)}")
+        self.tables[table.method] = table
+
+    def resolve(self, profile: Profile) -> Profile:
+        """`profile` with every calibrated layer's thresholds filled in (the profile's own win)."""
+        if len(profile.levels) != len(self.layers):
+            raise ProfileError(f"profile has {len(profile.levels)} layers but the model has {len(self.layers)} decoder layers")
+        return resolve_thresholds(profile, self.tables)
+
+    def set_profile(self, profile: Union[Profile, Sequence[Optional[float]]]) -> None:
+        if not isinstance(profile, Profile):
+            profile = Profile(tuple(profile))
+        if "sparseinfer" in profile.methods and self.activation is not None and any(
+                a is not None for a, m in zip(profile.levels, profile.methods) if m == "sparseinfer"):
+            require_applicable(self.activation, "relu" if self.layers and self.layers[0].decode_relu else None)
+        profile = self.resolve(profile)
         self.profile = profile
-        for layer, a in zip(self.layers, profile.alphas):
-            layer.alpha = a
+        thresholds = profile.thresholds or (None,) * len(self.layers)
+        for layer, m, a, t in zip(self.layers, profile.methods, profile.levels, thresholds):
+            layer.set_level(m, a, t)
 
     def configure(self, **switches: bool) -> None:
         """Set EngineOptions fields (fused, actual_sparsity, predict, enabled, collect) for all layers."""
@@ -87,7 +108,7 @@ class SparsifiedModel:
 
     def reset_stats(self) -> None:
         for layer in self.layers:
-            layer.stats = LayerStats(LayerCounts(layer.k))
+            layer.stats = LayerStats(LayerCounts(layer.count_rows))
 
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per layer: alpha, decode tokens counted, predicted / actual / total sparsity fractions."""
@@ -96,6 +117,7 @@ class SparsifiedModel:
             f = layer.stats.counts.fractions()
             out.append({
                 "layer": layer.index,
+                "method": layer.method,
                 "alpha": layer.alpha,
                 "tokens": f["tokens"],
                 "predicted_sparsity": f["predicted_sparsity"],
@@ -120,13 +142,18 @@ class SparsifiedModel:
             self.undo()
 
 
-def sparsify(target: Any, profile: Union[AlphaProfile, Sequence[Optional[float]], None] = None, backend: str = "auto",
-             *, decode_activation: Optional[str] = None, fused: bool = True, actual_sparsity: bool = True,
-             allow_model_mismatch: bool = False) -> SparsifiedModel:
-    """Make every decoder MLP of `target` (a LoadedModel or a transformers model) a SparseInferMLP.
+def sparsify(target: Any, profile: Union[Profile, Sequence[Optional[float]], None] = None, backend: str = "auto",
+             *, method: str = "sparseinfer", tables: Sequence[ThresholdTable] = (),
+             decode_activation: Optional[str] = None, fused: bool = True, actual_sparsity: bool = True,
+             share_weights: bool = False, allow_model_mismatch: bool = False) -> SparsifiedModel:
+    """Make every decoder MLP of `target` (a LoadedModel or a transformers model) a SparseMLP.
 
-    `profile` gives one alpha per layer (None = dense layer); default uniform 1.00. SiLU/GELU models
-    need `decode_activation="relu"` (it changes the model, so it is never implied).
+    `profile` gives one level per layer (None = dense layer); default: uniform alpha 1.00 for
+    sparseinfer, every layer dense for the other methods (`method`). Calibrated methods need
+    `tables` (or thresholds in the profile). SparseInfer on SiLU/GELU models needs
+    `decode_activation="relu"` (it changes the model, so it is never implied). `share_weights`:
+    the channel methods' W^T replaces the model's weights instead of sitting beside them (less
+    memory, slower dense matmuls; see sparse_mlp.py).
     """
     identity = getattr(target, "identity", None)
     if identity is not None:  # a LoadedModel
@@ -134,28 +161,34 @@ def sparsify(target: Any, profile: Union[AlphaProfile, Sequence[Optional[float]]
         decode_activation = decode_activation or target.spec.decode_activation
     else:
         model, mlps = target, discover_mlps(target)
+    get_method(method)
+    if profile is None:
+        profile = (Profile.uniform(len(mlps), 1.0, identity) if method == "sparseinfer"
+                   else Profile.dense(len(mlps), identity, method))
+    if isinstance(profile, Profile) and identity is not None:
+        profile.check_model(identity, allow_model_mismatch)
+    methods = profile.methods if isinstance(profile, Profile) else ("sparseinfer",)
     notice = ""
-    for m in mlps:
-        notice = require_applicable(m.activation, decode_activation)
-    decode_relu = not mlps[0].activation.is_sparse
+    if "sparseinfer" in methods:
+        for m in mlps:
+            notice = require_applicable(m.activation, decode_activation)
+    elif mlps[0].activation.is_sparse and set(methods) <= set(SILU_METHODS):
+        notice = f"{mlps[0].activation.describe()} already gives exact zeros: sparseinfer is the method made for it"
+    decode_relu = not mlps[0].activation.is_sparse and decode_activation == "relu"
     device = mlps[0].gate.weight.device
     if device.type == "meta":
         raise UserError("the model was loaded without weights; load it with weights to sparsify")
     name = choose_backend(backend, device)
     be = get_backend(name)
-    if profile is None:
-        profile = AlphaProfile.uniform(len(mlps), 1.0, identity)
-    if isinstance(profile, AlphaProfile) and identity is not None:
-        profile.check_model(identity, allow_model_mismatch)
-    options = EngineOptions(fused=fused, actual_sparsity=actual_sparsity)
+    options = EngineOptions(fused=fused, actual_sparsity=actual_sparsity, share_weights=share_weights)
     layers, originals = [], []
-    with torch.no_grad():
-        for m in mlps:
-            prep = be.prepare(m.gate.weight.detach(), m.up.weight.detach(), m.down.weight.detach())
-            threshold = m.activation.threshold if m.activation.kind == "fatrelu" else 0.0
-            layers.append(SparseInferMLP(m.module, m.index, be, prep, None, threshold, decode_relu, options))
-            originals.append(m.module)
-    handle = SparsifiedModel(model, layers, originals, name, options, notice)
+    for m in mlps:
+        threshold = m.activation.threshold if m.activation.kind == "fatrelu" else 0.0
+        layers.append(SparseMLP(m, be, threshold, decode_relu, options))
+        originals.append(m.module)
+    handle = SparsifiedModel(model, layers, originals, name, options, notice, mlps[0].activation)
+    for table in tables:
+        handle.add_table(table)
     handle.set_profile(profile)
     for layer_mod, wrapper in zip(decoder_layers(model), layers):
         layer_mod.mlp = wrapper

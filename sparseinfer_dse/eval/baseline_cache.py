@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from sparseinfer_dse.demo import TASK_NAME, heldout_path
-from sparseinfer_dse.engine.sparse_mlp import SparseInferMLP
+from sparseinfer_dse.engine.sparse_mlp import SparseMLP
 from sparseinfer_dse.eval.harness import build_task_manager, evaluate_tasks, parse_tasks
 from sparseinfer_dse.eval.offline_tasks import builtin_offline_tasks, cache_root, data_files_for, leaf_tasks
 from sparseinfer_dse.models.identity import config_hash
@@ -241,7 +241,7 @@ def dense_baseline(target: Any, tokenizer: Any, tasks: Sequence[str] | str, limi
     names = parse_tasks(tasks)
     if handle is None:
         model = target if isinstance(target, torch.nn.Module) else target.model
-        if any(isinstance(m, SparseInferMLP) for m in model.modules()):
+        if any(isinstance(m, SparseMLP) for m in model.modules()):
             raise ValueError("the model is sparsified: pass its SparsifiedModel as handle= so the baseline runs dense")
     facts = facts or ModelFacts.of(target, tokenizer)
     store = cache or BaselineCache()

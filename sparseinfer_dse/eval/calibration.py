@@ -33,21 +33,24 @@ class Calibration:
 
 
 def gsm8k_calibration(data_dir: Optional[Path | str] = None, n: int = DEFAULT_SAMPLES,
-                      split: str = "train") -> Calibration:
+                      split: str = "train", skip: int = 0) -> Calibration:
     """GSM8K questions with their reference answers, formatted like lm-eval's gsm8k task (from the
     shipped GSM8K unless `data_dir` names another copy)."""
     path = data_dir_of(data_dir) / "gsm8k" / f"{split}.jsonl"
     if not path.is_file():
         raise UserError(f"calibration needs {path} (--data-dir must hold gsm8k/{split}.jsonl)")
-    out = []
+    out, seen = [], 0
     with path.open(encoding="utf-8") as f:
         for line in f:
             if len(out) >= n:
                 break
             if line.strip():
+                seen += 1
+                if seen <= skip:
+                    continue
                 row = json.loads(line)
                 out.append((f"Question: {row['question']}\nAnswer:", " " + row["answer"]))
-    return Calibration(f"gsm8k-{split}[:{len(out)}]", tuple(out))
+    return Calibration(f"gsm8k-{split}[{skip or ''}:{skip + len(out)}]", tuple(out))
 
 
 def demo_calibration(n: int = DEFAULT_SAMPLES, seed: int = 4242) -> Calibration:
@@ -100,15 +103,16 @@ def _halves(text: str) -> tuple[str, str]:
 
 
 def load_calibration(spec: Optional[str], *, data_dir: Optional[Path | str] = None, model_name: str = "",
-                     n: int = DEFAULT_SAMPLES) -> Calibration:
+                     n: int = DEFAULT_SAMPLES, skip: int = 0) -> Calibration:
     """`gsm8k` (GSM8K's train split: data_dir's, else the shipped one), `demo`, a file path, or None:
-    demo for the demo model, else gsm8k."""
+    demo for the demo model, else gsm8k. `skip` leaves out the first samples of gsm8k (threshold
+    calibration skips those the proxy scores on) and moves the demo's seed."""
     if spec is None:
         spec = "demo" if model_name == "demo" else "gsm8k"
     if spec == "demo":
-        return demo_calibration(n)
+        return demo_calibration(n, seed=4242 + skip)
     if spec == "gsm8k":
-        return gsm8k_calibration(data_dir, n)
+        return gsm8k_calibration(data_dir, n, skip=skip)
     return file_calibration(spec, n)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from sparseinfer_dse.atomic import write_text
-from sparseinfer_dse.engine.profile import AlphaProfile, alphas_repr
+from sparseinfer_dse.engine.profile import Profile, levels_repr
 from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES, sparsify
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.eval.baseline_cache import ModelFacts, dense_baseline
@@ -142,7 +142,7 @@ def recorded_measurement(profile: Optional[Path]) -> Optional[dict[str, Any]]:
     """The profile's `metrics.measurement` (how the search measured its accuracy), or None."""
     if profile is None:
         return None
-    m = AlphaProfile.load(profile).metrics.get("measurement")
+    m = Profile.load(profile).metrics.get("measurement")
     if m is not None and not isinstance(m, dict):
         raise UserError(f"{profile}: metrics.measurement must be an object")
     return m or None
@@ -168,7 +168,7 @@ def run_eval(job: EvalJob, say: Callable[[str], None] = lambda msg: None) -> Eva
         say(line)
     say(f"tasks: checking {', '.join(names)}")
     tm = build_task_manager(names, job.data_dir)
-    given = AlphaProfile.load(job.profile) if job.profile is not None else None  # fails before the model loads
+    given = Profile.load(job.profile) if job.profile is not None else None  # fails before the model loads
     say(f"model: loading {job.model}")
     t0 = time.perf_counter()
     loaded = load_model(ModelSpec(job.model, job.gguf_file, job.device, job.dtype, job.decode_activation),
@@ -179,13 +179,13 @@ def run_eval(job: EvalJob, say: Callable[[str], None] = lambda msg: None) -> Eva
         prof = given.check_model(loaded.identity, job.allow_model_mismatch)
         desc = f"{job.profile} ({prof.name or 'unnamed'})"
     else:
-        prof = AlphaProfile.uniform(loaded.identity.num_layers, 1.0, loaded.identity)
+        prof = Profile.uniform(loaded.identity.num_layers, 1.0, loaded.identity)
         desc = "uniform 1.00 (engine default; pass --profile for another)"
     facts = ModelFacts.of(loaded, loaded.tokenizer)  # before sparsify: fingerprints the original weights
     handle = sparsify(loaded, prof, backend=job.backend, allow_model_mismatch=job.allow_model_mismatch)
     if handle.notice:
         say(f"note: {handle.notice}")
-    say(f"profile: {desc}: {alphas_repr(prof.alphas)} [backend {handle.backend}]")
+    say(f"profile: {desc}: {levels_repr(prof)} [backend {handle.backend}]")
     common = dict(gen_kwargs=job.gen_kwargs, task_manager=tm, verbose=job.verbose)
 
     dense_rows: dict[str, dict] = {}
@@ -225,14 +225,14 @@ def run_eval(job: EvalJob, say: Callable[[str], None] = lambda msg: None) -> Eva
     return result
 
 
-def _write_summary(job: EvalJob, res: EvalResult, loaded: Any, facts: ModelFacts, prof: AlphaProfile) -> Path:
+def _write_summary(job: EvalJob, res: EvalResult, loaded: Any, facts: ModelFacts, prof: Profile) -> Path:
     import lm_eval
 
     summary = {
         "model": job.model,
         "model_identity": loaded.identity.to_dict(),
         "weights": facts.weights,
-        "profile": {"path": str(job.profile) if job.profile else None, "name": prof.name, "alphas": list(prof.alphas)},
+        "profile": {"path": str(job.profile) if job.profile else None, "name": prof.name, "alphas": list(prof.levels)},
         "backend": res.backend,
         "decode_activation": loaded.spec.decode_activation,
         "dtype": str(loaded.dtype).replace("torch.", ""),

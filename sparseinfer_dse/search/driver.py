@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.interrupts import check as check_interrupt
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.search.pareto import Measured, dominates, front_mask
@@ -43,9 +43,10 @@ OUTAGE_LIMIT = 300.0  # seconds a worker waits for an unreachable database (see 
 class Evaluator(Protocol):
     """What the search needs from the engine and the accuracy side (see search/evaluator.py)."""
 
-    def latency(self, profile: AlphaProfile) -> dict[str, Any]: ...  # ms, ci_low_ms, ci_high_ms, ratio, ...
-    def proxy(self, profile: AlphaProfile) -> dict[str, Any]: ...  # score (higher is better), ci_low, ci_high, items
-    def full(self, profile: AlphaProfile) -> dict[str, Any]: ...  # accuracy (points), accuracy_ci_low/high, items
+    def resolve(self, profile: Profile) -> Profile: ...  # the profile as it will run (calibrated thresholds in)
+    def latency(self, profile: Profile) -> dict[str, Any]: ...  # ms, ci_low_ms, ci_high_ms, ratio, ...
+    def proxy(self, profile: Profile) -> dict[str, Any]: ...  # score (higher is better), ci_low, ci_high, items
+    def full(self, profile: Profile) -> dict[str, Any]: ...  # accuracy (points), accuracy_ci_low/high, items
 
 
 @dataclass
@@ -136,9 +137,8 @@ def enqueue_seeds(study: optuna.Study, space: Space, lock: Optional[ClaimLock] =
     with lock:
         if study.user_attrs.get(SEED_FLAG) or any("seed" in t.user_attrs for t in study.get_trials(deepcopy=False)):
             return False
-        seeds = {"uniform-1.00": AlphaProfile.uniform(space.n, 1.0), "paper-1.03": AlphaProfile.paper(space.n, 1.03)}
-        for name, profile in seeds.items():
-            profile = AlphaProfile(profile.alphas, name=name)
+        for name, profile in space.seeds().items():
+            profile = replace(profile, name=name)
             study.enqueue_trial(space.params_for(profile), user_attrs={"seed": name, SEED_PROFILE: profile.to_dict()})
         study.set_user_attr(SEED_FLAG, True)
     return True
@@ -178,7 +178,7 @@ class Objective:
             if cfg.device:
                 trial.set_user_attr("device", cfg.device)
             profile = cfg.space.suggest(trial)
-            profile = seed_profile(trial.user_attrs) or profile
+            profile = self.ev.resolve(seed_profile(trial.user_attrs) or profile)  # thresholds filled in
             trial.set_user_attr(PROFILE, profile.to_dict())
             ms, acc = self._evaluate(trial, profile)
         except KeyboardInterrupt:  # Ctrl-C: FAIL, not counted; its profile runs again later
@@ -193,7 +193,7 @@ class Objective:
             raise
         return ms, acc
 
-    def _evaluate(self, trial: optuna.Trial, profile: AlphaProfile) -> tuple[float, float]:
+    def _evaluate(self, trial: optuna.Trial, profile: Profile) -> tuple[float, float]:
         cfg = self.cfg
         lat = _stage(self.ev.latency, profile)
         for key, value in lat.items():
@@ -245,7 +245,7 @@ class Objective:
         return near_front(point, done, margin)
 
 
-def _stage(evaluate: Callable[[AlphaProfile], dict[str, Any]], profile: AlphaProfile) -> dict[str, Any]:
+def _stage(evaluate: Callable[[Profile], dict[str, Any]], profile: Profile) -> dict[str, Any]:
     """One evaluation stage; a Ctrl-C that Python dropped inside it (see interrupts.py) ends the trial here."""
     out = evaluate(profile)
     check_interrupt()

@@ -17,17 +17,15 @@ from typing import Any, Optional
 from sparseinfer_dse.engine.decode import prepare_workload
 from sparseinfer_dse.engine.latency import measure_decode_latency
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
-from sparseinfer_dse.engine.profile import AlphaProfile
-from sparseinfer_dse.engine.sparsify import sparsify
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.baseline_cache import dense_baseline
 from sparseinfer_dse.eval.harness import DEFAULT_SEED, evaluate_tasks
 from sparseinfer_dse.eval.calibration import load_calibration
 from sparseinfer_dse.eval.items import accuracy_interval, delta_interval, pack, unpack
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
-from sparseinfer_dse.machine import set_threads
-from sparseinfer_dse.models.loading import ModelSpec, load_model
 from sparseinfer_dse.stats import Interval, mean_interval
+from sparseinfer_dse.search.model_setup import load_search_model
 from sparseinfer_dse.search.options import SearchOptions
 
 class SearchEvaluator:
@@ -44,12 +42,9 @@ class SearchEvaluator:
 
     @classmethod
     def load(cls, settings: SearchOptions, progress: bool = False) -> "SearchEvaluator":
-        """Load the model of `settings` (threads, device, dtype, backend as given) and build the evaluator."""
-        if settings.threads:
-            set_threads(settings.threads)
-        lm = load_model(ModelSpec(settings.model, settings.gguf_file, settings.device, settings.dtype,
-                                  settings.decode_activation), tokenizer=True)
-        return cls(lm, sparsify(lm, None, settings.backend), settings, progress=progress)
+        """Load the model of `settings` (threads, device, dtype, backend, method as given) and build the evaluator."""
+        sm = load_search_model(settings, progress=progress)
+        return cls(sm.lm, sm.handle, settings, progress=progress)
 
     # ---- pieces -------------------------------------------------------------------------------
     def _ref(self):
@@ -104,7 +99,11 @@ class SearchEvaluator:
         return out
 
     # ---- per trial -----------------------------------------------------------------------------
-    def latency(self, profile: AlphaProfile) -> dict[str, Any]:
+    def resolve(self, profile: Profile) -> Profile:
+        """The profile with the thresholds its levels resolve to on this model (stored with the trial)."""
+        return self.handle.resolve(profile)
+
+    def latency(self, profile: Profile) -> dict[str, Any]:
         self.handle.set_profile(profile)
         res = measure_decode_latency(self.handle, workload=self.workload, repeats=self.s.latency_repeats,
                                      variants=("kf+as",), include_dense=True, mlp_share=False, collect_sparsity=True)
@@ -136,7 +135,7 @@ class SearchEvaluator:
             "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],
         }
 
-    def proxy(self, profile: AlphaProfile) -> dict[str, Any]:
+    def proxy(self, profile: Profile) -> dict[str, Any]:
         self.handle.set_profile(profile)
         m = proxy_metrics(self.handle, self.tok, self._ref())
         seq = m["per_sequence"]
@@ -148,7 +147,7 @@ class SearchEvaluator:
         return {"score": self.proxy_score(m["kl"], m["top1"]), "ci_low": iv.low, "ci_high": iv.high,
                 "items": pack(per), "kl": m["kl"], "top1": m["top1"], "nll": m["nll"], "seconds": m["seconds"]}
 
-    def full(self, profile: AlphaProfile) -> dict[str, Any]:
+    def full(self, profile: Profile) -> dict[str, Any]:
         """lm-eval accuracy (points) with its interval, per-document scores, and the paired delta vs
         dense with its interval (`dense_items`, set by the caller from the dense reference)."""
         if not self.s.task_list:

@@ -10,14 +10,16 @@ measures the same way).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
 
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.methods import get_method
+from sparseinfer_dse.engine.profile import FORMAT, VERSION, Profile
 from sparseinfer_dse.errors import UserError
+from sparseinfer_dse.search.trial_profile import level_column_names
 
 FIGURES = ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_ratio", "accuracy", "accuracy_low",
            "accuracy_high", "accuracy_delta", "accuracy_delta_ci_low", "accuracy_delta_ci_high", "vs_dense", "vs_seed")
@@ -105,18 +107,20 @@ def _figures(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-def profile_for(study_dir: Path, row: pd.Series, meta: dict, verified: bool) -> AlphaProfile:
+def profile_for(study_dir: Path, row: pd.Series, meta: dict, verified: bool) -> Profile:
     """The row's profile with the figures it was chosen on (verified ones under `verified`)."""
-    alphas = tuple(float(row[c]) for c in sorted(c for c in row.index if c.startswith("alpha_")) if pd.notna(row[c]))
+    cols = level_column_names(row.index)
+    levels = [float(row[c]) if pd.notna(row[c]) else None for c in cols]
     trial = row.get("trial")
     has_trial = trial is not None and pd.notna(trial)
     if has_trial and (study_dir / "profiles" / f"trial-{int(trial):04d}.json").is_file():
-        base = AlphaProfile.load(profile_path(study_dir, int(trial)))
+        base = Profile.load(profile_path(study_dir, int(trial)))
     else:
         ident = meta.get("identity") or {}
-        base = AlphaProfile.from_dict({"format": "sparseinfer-dse/alpha-profile", "version": 1, "alphas": list(alphas),
-                                       "name": _label(row), "model": {k: ident[k] for k in ("name", "config_hash", "num_layers")}
-                                       if ident else None})
+        model = {k: ident[k] for k in ("name", "config_hash", "num_layers")} if ident else None
+        method = meta.get("method") or "sparseinfer"
+        base = Profile.from_dict({"format": FORMAT, "version": VERSION, "name": _label(row), "model": model,
+                                  "layers": [{"method": method, get_method(method).knob: a} for a in levels]})
     metrics = dict(base.metrics)
     if has_trial:
         metrics["trial"] = int(trial)
@@ -127,7 +131,7 @@ def profile_for(study_dir: Path, row: pd.Series, meta: dict, verified: bool) -> 
                                "limit": _int(row.get("verify_limit"))}
     else:
         metrics.update(_figures(row))
-    return AlphaProfile(base.alphas, base.model, base.name or _label(row), metrics)
+    return replace(base, name=base.name or _label(row), metrics=metrics)
 
 
 def _int(v: Any) -> Optional[int]:

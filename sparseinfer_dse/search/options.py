@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional
 
 from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
 from sparseinfer_dse.errors import OptionError, UserError
-from sparseinfer_dse.search.spaces import AlphaGrid, parse_alpha_grid, parse_space
+from sparseinfer_dse.engine.methods import METHODS, SILU_METHODS
+from sparseinfer_dse.search.spaces import LevelGrid, parse_level_grid, parse_space
 
 FIDELITIES = ("full", "proxy", "staged")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -36,8 +37,11 @@ class SearchOptions:
     name: str = "demo"
     storage: Optional[str] = None
     space: str = "per-layer"
+    method: Optional[str] = None  # sparseinfer for ReLU models (and --decode-activation relu); else required
     alpha_range: str = "0.95:1.10"
     alpha_step: float = 0.01
+    sparsity_range: str = "0.0:0.9"
+    sparsity_step: float = 0.05
     sampler: str = "tpe"
     seed: int = 0
     fidelity: Optional[str] = None
@@ -95,8 +99,11 @@ class SearchOptions:
             raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
         if self.proxy_metric not in PROXY_METRICS:
             raise OptionError("proxy_metric", f"{{proxy_metric}} must be kl or top1, not {self.proxy_metric!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise OptionError("method", f"{{method}} must be one of {', '.join(METHODS)}, not {self.method!r}")
         parse_space(self.space)
-        self.grid  # noqa: B018  (checks alpha_range and alpha_step)
+        self.grid_for("sparseinfer")  # checks alpha_range and alpha_step
+        self.grid_for(SILU_METHODS[0])  # checks sparsity_range and sparsity_step
         for key in ("calibration_samples", "latency_tokens", "latency_prompts", "latency_repeats", "batch_size"):
             if getattr(self, key) < 1:
                 raise OptionError(key, f"{{{key}}} must be at least 1")
@@ -107,9 +114,22 @@ class SearchOptions:
         if self.threads is not None and self.threads < 1:
             raise OptionError("threads", "{threads} must be at least 1")
 
-    @property
-    def grid(self) -> AlphaGrid:
-        return parse_alpha_grid(self.alpha_range, self.alpha_step)
+    def grid_for(self, method: str) -> LevelGrid:
+        """The level grid of `method`: alpha_range/alpha_step or sparsity_range/sparsity_step."""
+        if method == "sparseinfer":
+            return parse_level_grid(self.alpha_range, self.alpha_step, method)
+        return parse_level_grid(self.sparsity_range, self.sparsity_step, method)
+
+    def method_for(self, sparse_activation: bool, activation: str = "silu") -> str:
+        """The method to search: as given, else sparseinfer where it applies (exact zeros, or the
+        decode-time ReLU opt-in); a model without exact zeros and no method is a one-line error."""
+        if self.method is not None:
+            return self.method
+        if sparse_activation or self.decode_activation == "relu":
+            return "sparseinfer"
+        raise OptionError("method", f"this model's MLP activation ({activation}) gives no exact zeros: choose a "
+                          f"method with {{method}} {' / '.join(SILU_METHODS)} (activation sparsity for SiLU models), "
+                          "or sparseinfer with --decode-activation relu (changes the model)")
 
     # ---- derived settings ----------------------------------------------------------------------
     @property
@@ -129,12 +149,13 @@ class SearchOptions:
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
 
-    def study_identity(self, *, config_hash: str, dtype: str, space: str, device_kind: str, backend: str,
+    def study_identity(self, *, config_hash: str, dtype: str, space: str, method: str, thresholds: Optional[str],
+                       device_kind: str, backend: str,
                        decode_activation: Optional[str], task_data: Mapping[str, str],
                        threads: Optional[int]) -> dict[str, Any]:
         """What must match to resume or join a study: everything that moves a trial's figures (the
         model, the space, the lm-eval settings and the digest of each task's data, the latency
-        workload, the device, backend and CPU thread count)."""
+        workload, the device, backend and CPU thread count, the method and its calibration)."""
         return {
             "model": self.model, "config_hash": config_hash, "dtype": dtype, "space": space,
             "fidelity": self.effective_fidelity, "tasks": list(self.task_list), "limit": self.limit,
@@ -143,6 +164,8 @@ class SearchOptions:
             "calibration_samples": self.calibration_samples, "device_kind": device_kind, "backend": backend,
             "threads": threads, "decode_activation": decode_activation,
             "latency": [self.latency_tokens, self.latency_prompts, self.latency_repeats],
+            # the calibrated methods' (a sparseinfer study's identity stays as studies made before methods)
+            **({"method": method, "thresholds": thresholds} if method != "sparseinfer" else {}),
         }
 
     def measurement(self, *, backend: str, device: str, dtype: str, seed: int) -> dict[str, Any]:

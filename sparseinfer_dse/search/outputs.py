@@ -9,6 +9,7 @@ result with the intervals and, per point, its verdict against dense and against 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,16 +18,17 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from sparseinfer_dse.atomic import replaced, replaced_dir, write_text
-from sparseinfer_dse.engine.profile import AlphaProfile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.identity import ModelIdentity
 from sparseinfer_dse.search.pareto import Measured, front_mask, verdict, versus_dense
 from sparseinfer_dse.search.storage import open_storage
 from sparseinfer_dse.search.trial_measures import ITEM_KEYS, LM_EVAL, OBJECTIVE, lm_eval_items, trial_measured
-from sparseinfer_dse.search.trial_profile import stored_keys, trial_profile
+from sparseinfer_dse.search.trial_profile import level_columns, stored_keys, trial_profile
 
 _SCALARS = (int, float, str, bool, type(None))
-PAPER_SEED = "paper-1.03"
+# The seed `vs_seed` compares with: the paper's heuristic for sparseinfer, the published uniform 50%
+# allocation for the calibrated methods (a study holds the seeds of one method only).
+REFERENCE_SEEDS = ("paper-1.03", "uniform-50%")
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -48,9 +50,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             row[key] = json.dumps(value) if not isinstance(value, _SCALARS) else value
         for key, value in sorted(t.params.items()):
             row[f"param_{key}"] = value
-        profile = trial_profile(t.user_attrs)
-        for i, a in enumerate(profile.alphas if profile else ()):
-            row[f"alpha_{i:03d}"] = a
+        row.update(level_columns(trial_profile(t.user_attrs)))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -102,13 +102,13 @@ def _ratio(trial: FrozenTrial) -> Optional[tuple[float, float, float]]:
 
 def pareto_frame(study: optuna.Study, df: pd.DataFrame, fidelity: str, dense: Optional[dict[str, Any]] = None) -> pd.DataFrame:
     """The front's rows of `df` (trials_frame) with `accuracy`, its interval (`accuracy_low`/`_high`)
-    and the verdicts `vs_dense` and `vs_seed` (the paper's heuristic seed), fastest first."""
+    and the verdicts `vs_dense` and `vs_seed` (the method's reference seed, REFERENCE_SEEDS), fastest first."""
     done, points, which = judged_trials(study, fidelity)
     if not done:
         return df.iloc[0:0].assign(accuracy=[])
     mask = front_mask(points)
     dense_pt = dense_measured(dense or {}, which)
-    seed = next(((t, p) for t, p in zip(done, points) if t.user_attrs.get("seed") == PAPER_SEED), None)
+    seed = next(((t, p) for t, p in zip(done, points) if t.user_attrs.get("seed") in REFERENCE_SEEDS), None)
     rows = []
     for t, p, keep in zip(done, points, mask):
         if not keep:
@@ -140,7 +140,7 @@ def write_profiles(front: pd.DataFrame, study: optuna.Study, folder: Path, fidel
             if measurement:
                 metrics["measurement"] = measurement
             stored = trial_profile(by_number[n].user_attrs)
-            AlphaProfile(stored.alphas, identity, f"trial-{n}", metrics).save(tmp / f"trial-{n:04d}.json")
+            replace(stored, model=identity, name=f"trial-{n}", metrics=metrics).save(tmp / f"trial-{n:04d}.json")
 
 
 def write_outputs(study: optuna.Study, out: Path, fidelity: str, identity: Optional[ModelIdentity],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.errors import UserError
-from sparseinfer_dse.search.report_data import ReportData, load
+from sparseinfer_dse.search.report_data import ReportData, alpha_columns, level_name, load
 from sparseinfer_dse.search.report_interactive import write_pareto_html
 from sparseinfer_dse.search.report_plots import (alpha_heatmap_figure, hypervolume_figure, pareto_figure, save,
                                                  sparsity_figure)
@@ -36,11 +36,11 @@ def _page(data: ReportData) -> str:
 the search measured them, latency +- its measured noise); a figure without brackets was measured without one.</p>
 <h2>Pareto front: latency vs accuracy</h2>
 <p><a href="pareto.html">Interactive version (pareto.html)</a>: hover a point for its trial, intervals,
-alphas and verdicts.</p>
+per-layer levels and verdicts.</p>
 <img src="pareto.png" alt="Pareto plot">
 <h2>Front ({len(data.front)} profiles, fastest first; exported under <code>profiles/</code>)</h2>{front_table(data)}
 {verified}
-<h2>Alpha per layer on the front</h2><img src="alphas.png" alt="alpha heatmap">
+<h2>{level_name(alpha_columns(data.front)).capitalize()} per layer on the front</h2><img src="alphas.png" alt="per-layer levels">
 <h2>Per-layer sparsity of the front</h2><img src="sparsity.png" alt="sparsity per layer">
 <h2>Hypervolume over trials</h2><img src="hypervolume.png" alt="hypervolume">
 <h2>Study</h2>{study_table(data.meta, data.col)}

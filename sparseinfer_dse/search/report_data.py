@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sparseinfer_dse.search.outputs import accuracy_column
+from sparseinfer_dse.search.trial_profile import level_column_names
 
 # The interval columns of each accuracy figure (pareto.csv's `accuracy` has its own, whichever metric it is).
 ACCURACY_INTERVALS = {
@@ -138,11 +139,17 @@ def accuracy_interval(df: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series]
 
 
 def alpha_columns(df: pd.DataFrame) -> list[str]:
-    return sorted(c for c in df.columns if c.startswith("alpha_"))
+    """The per-layer level columns (alpha_NNN, sparsity_NNN)."""
+    return level_column_names(df.columns)
+
+
+def level_name(cols: list[str]) -> str:
+    """What the level columns hold, for titles: "alpha", "sparsity" or "level"."""
+    return cols[0].rsplit("_", 1)[0] if cols else "alpha"
 
 
 def alphas_text(row: pd.Series, cols: list[str], per_line: int = 0) -> str:
-    """Per-layer alphas, compact ("0.97 1.00 1.03 ..."); `per_line` > 0 breaks lines with <br>."""
+    """Per-layer levels, compact ("0.97 1.00 1.03 ..."); `per_line` > 0 breaks lines with <br>."""
     vals = [f"{float(row[c]):.2f}" if pd.notna(row[c]) else "-" for c in cols]
     if per_line <= 0:
         return " ".join(vals)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from sparseinfer_dse.atomic import replaced, write_text
 from sparseinfer_dse.search.report_data import (ReportData, accuracy_interval, accuracy_spec, accuracy_values,
-                                                alpha_columns, alphas_text, dense_point, fmt_interval,
+                                                alpha_columns, alphas_text, dense_point, fmt_interval, level_name,
                                                 latency_interval, latency_interval_kind, text, judged_accuracy)
 from sparseinfer_dse.search.report_plots import search_point
 
@@ -52,7 +52,7 @@ def hover_texts(df: pd.DataFrame, data: ReportData, acc: pd.Series, acc_low: pd.
             lines.append("accuracy vs dense " + fmt_interval(row["accuracy_delta"], row.get("accuracy_delta_ci_low"),
                                                     row.get("accuracy_delta_ci_high"), "+.1f") + " points")
         if cols:
-            lines.append("alphas " + alphas_text(row, cols, ALPHAS_PER_LINE))
+            lines.append(f"{level_name(cols)} " + alphas_text(row, cols, ALPHAS_PER_LINE))
         vs_dense, vs_seed = (text(row.get("vs_dense")), text(row.get("vs_seed")))
         if "vs_dense" not in df and "vs_seed" not in df and pd.notna(trial):  # trials.csv rows: the front's verdicts
             vs_dense, vs_seed = data.verdicts(trial)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.search.pareto import hypervolume_2d
-from sparseinfer_dse.search.report_data import (ReportData, accuracy_interval, accuracy_values, alpha_columns,
+from sparseinfer_dse.search.report_data import (ReportData, accuracy_interval, accuracy_values, alpha_columns, level_name,
                                                 dense_point, judged_accuracy, latency_interval,
                                                 latency_interval_kind, text)
 
@@ -140,13 +140,16 @@ def _draw_verified(ax, data: ReportData) -> None:
 
 
 def alpha_heatmap_figure(front: pd.DataFrame) -> Any:
-    """Alpha per layer and front profile: whole layer numbers on x, trial numbers on y (fastest first)."""
+    """The level (alpha, or target sparsity) per layer and front profile: whole layer numbers on x,
+    trial numbers on y (fastest first); a dense layer shows as alpha 1 / sparsity 0."""
     plt = _plt()
     cols = alpha_columns(front)
+    what = level_name(cols)
     fig, ax = plt.subplots(figsize=(max(6, min(len(cols), 64) * 0.3), max(2.5, len(front) * 0.35 + 1)))
     if cols and len(front):
-        im = ax.imshow(front[cols].astype(float).fillna(1.0).values, aspect="auto", cmap="viridis")
-        fig.colorbar(im, ax=ax, label="alpha")
+        fill = 1.0 if what == "alpha" else 0.0
+        im = ax.imshow(front[cols].astype(float).fillna(fill).values, aspect="auto", cmap="viridis")
+        fig.colorbar(im, ax=ax, label=what)
         ticks = layer_ticks(len(cols))
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(i) for i in ticks])
@@ -155,7 +158,7 @@ def alpha_heatmap_figure(front: pd.DataFrame) -> Any:
         labels = [f"#{int(t)}  {ms:.2f} ms" for t, ms in zip(front["trial"], front["latency_ms"])]
         ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel("decoder layer")
-    ax.set_title("alpha per layer on the Pareto front (fastest first)")
+    ax.set_title(f"{what} per layer on the Pareto front (fastest first)")
     return fig
 
 

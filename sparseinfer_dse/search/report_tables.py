@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
-from sparseinfer_dse.search.report_data import (ReportData, accuracy_spec, alpha_columns, alphas_text, dense_point,
+from sparseinfer_dse.search.report_data import (ReportData, accuracy_spec, alpha_columns, alphas_text, dense_point, level_name,
                                                 fmt_interval, judged_accuracy, latency_interval,
                                                 latency_interval_kind, text)
 
@@ -133,7 +133,7 @@ def front_table(data: ReportData) -> str:
          lambda i, ix, r: fmt_interval(r["proxy_score"], r.get("proxy_ci_low"), r.get("proxy_ci_high"), ".4g")),
         ("vs dense", "vs_dense" in fr, lambda i, ix, r: text(r.get("vs_dense"))),
         ("vs seed", "vs_seed" in fr, lambda i, ix, r: text(r.get("vs_seed"))),
-        ("alphas by layer", bool(alphas), lambda i, ix, r: alphas_text(r, alphas)),
+        (f"{level_name(alphas)} by layer", bool(alphas), lambda i, ix, r: alphas_text(r, alphas)),
     ]
     shown = [(h, cell) for h, on, cell in columns if on]
     rows = [[cell(i, ix, r) for _, cell in shown] for i, (ix, r) in enumerate(fr.iterrows())]

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sparseinfer_dse import interrupts
-from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.baseline_cache import task_data_digest
 from sparseinfer_dse.eval.harness import DEFAULT_SEED, build_task_manager, require_generate_until
-from sparseinfer_dse.machine import device_name, set_threads, thread_counts
-from sparseinfer_dse.models.loading import ModelSpec, load_model
+from sparseinfer_dse.machine import device_name, thread_counts
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, front_trials, open_study, run_study
 from sparseinfer_dse.search.evaluator import SearchEvaluator
+from sparseinfer_dse.search.model_setup import load_search_model
 from sparseinfer_dse.search.options import SearchOptions
 from sparseinfer_dse.search.outputs import write_outputs
 from sparseinfer_dse.search.report import write_report
@@ -58,16 +57,13 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     rdb = open_storage(storage, *hb)  # before the model load: a wrong URL fails at once, in one line
     if opts.task_list:  # a log-likelihood task would score every profile exactly as dense: refuse it now
         require_generate_until(list(opts.task_list), build_task_manager(list(opts.task_list), opts.data_dir))
-    if opts.threads:
-        set_threads(opts.threads)
-
-    lm = load_model(ModelSpec(opts.model, opts.gguf_file, opts.device, opts.dtype, opts.decode_activation),
-                    tokenizer=True)
-    space = make_space(opts.space, len(lm.mlps), opts.grid)
-    handle = sparsify(lm, None, opts.backend)
-    if not lm.activation.is_sparse:
+    sm = load_search_model(opts, say=lambda m: say(m, err=True))
+    lm, handle, method = sm.lm, sm.handle, sm.method
+    space = make_space(opts.space, len(lm.mlps), opts.grid_for(method))
+    if handle.notice and (method == "sparseinfer") != lm.activation.is_sparse:
         say(f"note: {handle.notice}", err=True)
     identity = opts.study_identity(config_hash=lm.identity.config_hash, dtype=str(lm.dtype), space=space.describe(),
+                                   method=method, thresholds=sm.thresholds_key,
                                    device_kind=device_kind(lm.device), backend=handle.backend,
                                    decode_activation=lm.spec.decode_activation,
                                    task_data={t: task_data_digest(t, opts.data_dir) for t in opts.task_list},
@@ -120,6 +116,7 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
 
     meta = {
         "model": opts.model, "identity": lm.identity.to_dict(), "device": str(lm.device), "backend": handle.backend,
+        "method": method, "thresholds": sm.thresholds_key,
         "dtype": str(lm.dtype), "fidelity": fidelity, "accuracy_label": ev.accuracy_label, "dense": dense,
         "space": space.describe(), "sampler": opts.sampler, "budget": budget, "storage": redact(storage),
         "study_name": opts.name, "versions": versions(), "command": redacted_command(storage),

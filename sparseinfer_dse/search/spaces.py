@@ -1,8 +1,10 @@
-"""Search spaces over alpha profiles: per-layer, the paper's early block, or contiguous groups.
+"""Search spaces over profiles of one method: per-layer, the paper's early block, or contiguous groups.
 
-Each space turns an optuna trial into an AlphaProfile (one alpha per layer), and turns a known
-profile back into the closest parameters so that seeds can be enqueued (the exact seed profile
-travels in user attrs).
+Each space turns an optuna trial into a Profile (one level per layer: an alpha for sparseinfer,
+a target sparsity for the calibrated methods), turns a known profile back into the closest
+parameters so that seeds can be enqueued (the exact seed profile travels in user attrs), and
+names the method's seeds: uniform 1.00 and the paper's 1.03 early block for sparseinfer; dense and
+the uniform allocations at 30 / 50 / 70% (the methods' published settings) for the others.
 """
 
 from __future__ import annotations
@@ -12,15 +14,30 @@ from typing import Any, Optional
 
 import numpy as np
 
-from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError, check_alpha
+from sparseinfer_dse.engine.methods import get_method
+from sparseinfer_dse.engine.profile import Profile, ProfileError
 from sparseinfer_dse.errors import OptionError
+
+UNIFORM_SEEDS = (0.3, 0.5, 0.7)  # the calibrated methods' published uniform settings
 
 
 @dataclass(frozen=True)
-class AlphaGrid:
+class LevelGrid:
+    """The grid a space suggests levels on, for one method (`knob` alpha or sparsity)."""
+
     low: float
     high: float
     step: float
+    method: str = "sparseinfer"
+
+    @property
+    def knob(self) -> str:
+        return get_method(self.method).knob
+
+    @property
+    def base(self) -> float:
+        """The level a layer left out of a shape gets: alpha 1.00, or no sparsity."""
+        return 1.0 if self.knob == "alpha" else 0.0
 
     def snap(self, a: float) -> float:
         """Nearest grid value inside [low, high]."""
@@ -31,59 +48,77 @@ class AlphaGrid:
         return round(trial.suggest_float(name, self.low, self.high, step=self.step), 6)
 
 
-def parse_alpha_grid(text: str, step: float) -> AlphaGrid:
-    """'0.95:1.10' (or '0.95,1.10') with a step -> AlphaGrid, validated."""
+def parse_level_grid(text: str, step: float, method: str = "sparseinfer") -> LevelGrid:
+    """'0.95:1.10' (or '0.95,1.10') with a step -> LevelGrid for `method`, validated. The error names
+    the option it came from: alpha_range/alpha_step for sparseinfer, sparsity_range/sparsity_step else."""
+    spec = get_method(method)
+    rng, stp = f"{spec.knob}_range", f"{spec.knob}_step"
     parts = text.replace(",", ":").split(":")
     try:
         low, high = (float(p) for p in parts)
     except ValueError:
-        raise OptionError("alpha_range", f"{{alpha_range}} must look like 0.95:1.10, not {text!r}") from None
+        example = "0.95:1.10" if spec.knob == "alpha" else "0.0:0.9"
+        raise OptionError(rng, f"{{{rng}}} must look like {example}, not {text!r}") from None
     for end, value in (("low", low), ("high", high)):
         try:
-            check_alpha(value, end)
+            spec.check_level(value, end)
         except ProfileError as exc:
-            raise OptionError("alpha_range", f"{{alpha_range}} {exc}") from None
+            raise OptionError(rng, f"{{{rng}}} {exc}") from None
     if not low < high:
-        raise OptionError("alpha_range", f"{{alpha_range}} low ({low}) must be below high ({high})")
+        raise OptionError(rng, f"{{{rng}}} low ({low}) must be below high ({high})")
     if not 0 < step <= high - low:
-        raise OptionError("alpha_step", f"{{alpha_step}} must be in (0, {high - low:g}], not {step}")
+        raise OptionError(stp, f"{{{stp}}} must be in (0, {high - low:g}], not {step}")
     n = (high - low) / step
     if abs(n - round(n)) > 1e-6:
-        raise OptionError("alpha_step", f"{{alpha_range}} {low}:{high} is not a whole number of {{alpha_step}} {step}")
-    return AlphaGrid(low, high, step)
+        raise OptionError(stp, f"{{{rng}}} {low}:{high} is not a whole number of {{{stp}}} {step}")
+    return LevelGrid(low, high, step, method)
 
 
 class Space:
     name = "space"
 
-    def __init__(self, num_layers: int, grid: AlphaGrid) -> None:
+    def __init__(self, num_layers: int, grid: LevelGrid) -> None:
         self.n = num_layers
         self.grid = grid
 
-    def suggest(self, trial: Any) -> AlphaProfile:
+    @property
+    def method(self) -> str:
+        return self.grid.method
+
+    def suggest(self, trial: Any) -> Profile:
         """The trial's profile (named after the space)."""
-        return AlphaProfile(self._alphas(trial), name=self.describe())
+        return Profile(self._alphas(trial), name=self.describe(), methods=self.method)
+
+    def seeds(self) -> dict[str, Profile]:
+        """The profiles every study of this method starts with, by name."""
+        if self.grid.knob == "alpha":
+            return {"uniform-1.00": Profile.uniform(self.n, 1.0), "paper-1.03": Profile.paper(self.n, 1.03)}
+        out = {"dense": Profile.dense(self.n, method=self.method)}
+        for s in UNIFORM_SEEDS:
+            out[f"uniform-{s * 100:.0f}%"] = Profile.uniform(self.n, s, method=self.method)
+        return out
 
     def _alphas(self, trial: Any) -> tuple[float, ...]:
         raise NotImplementedError
 
-    def params_for(self, profile: AlphaProfile) -> dict[str, Any]:
-        """The grid parameters closest to `profile` (dense layers count as 1.00)."""
-        return self._params([1.0 if a is None else a for a in profile.alphas])
+    def params_for(self, profile: Profile) -> dict[str, Any]:
+        """The grid parameters closest to `profile` (dense layers count as the base level)."""
+        return self._params([self.grid.base if a is None else a for a in profile.levels])
 
     def _params(self, vals: list[float]) -> dict[str, Any]:
         raise NotImplementedError
 
     def describe(self) -> str:
         g = self.grid
-        return f"{self.name}[{g.low:g}:{g.high:g}/{g.step:g}]x{self.n}"
+        what = "" if g.method == "sparseinfer" else f"{g.method}:"
+        return f"{what}{self.name}[{g.low:g}:{g.high:g}/{g.step:g}]x{self.n}"
 
 
 class PerLayer(Space):
     name = "per-layer"
 
     def _key(self, i: int) -> str:
-        return f"a{i:03d}"
+        return f"{self.grid.knob[0]}{i:03d}"
 
     def _alphas(self, trial: Any) -> tuple[float, ...]:
         return tuple(self.grid.suggest(trial, self._key(i)) for i in range(self.n))
@@ -93,19 +128,24 @@ class PerLayer(Space):
 
 
 class EarlyBlock(Space):
-    """The paper's shape: `alpha` on the first `first` layers, 1.00 after."""
+    """The paper's shape: `alpha` on the first `first` layers, 1.00 after. For a sparsity method:
+    one level on the first `first` layers and another (`rest`) after."""
 
     name = "early-block"
 
     def _alphas(self, trial: Any) -> tuple[float, ...]:
-        alpha = self.grid.suggest(trial, "alpha")
+        level = self.grid.suggest(trial, self.grid.knob)
         first = trial.suggest_int("first", 0, self.n)
-        return tuple([alpha] * first + [1.0] * (self.n - first))
+        rest = self.grid.base if self.grid.knob == "alpha" else self.grid.suggest(trial, "rest")
+        return tuple([level] * first + [rest] * (self.n - first))
 
     def _params(self, vals):
-        first = next((i for i in range(self.n, 0, -1) if vals[i - 1] != 1.0), 0)
-        alpha = vals[0] if first else 1.0
-        return {"alpha": self.grid.snap(alpha), "first": first}
+        rest = self.grid.base if self.grid.knob == "alpha" else vals[-1]
+        first = next((i for i in range(self.n, 0, -1) if vals[i - 1] != rest), 0)
+        out = {self.grid.knob: self.grid.snap(vals[0] if first else rest), "first": first}
+        if self.grid.knob != "alpha":
+            out["rest"] = self.grid.snap(rest)
+        return out
 
 
 class Groups(Space):
@@ -113,7 +153,7 @@ class Groups(Space):
 
     name = "groups"
 
-    def __init__(self, num_layers: int, grid: AlphaGrid, k: int) -> None:
+    def __init__(self, num_layers: int, grid: LevelGrid, k: int) -> None:
         super().__init__(num_layers, grid)
         if not 1 <= k <= num_layers:
             raise OptionError("space", f"{{space}} groups:K needs 1 <= K <= {num_layers} (the number of layers), not {k}")
@@ -124,7 +164,7 @@ class Groups(Space):
         return super().describe().replace("groups", f"groups:{self.k}")
 
     def _alphas(self, trial: Any) -> tuple[float, ...]:
-        alphas = [1.0] * self.n
+        alphas = [self.grid.base] * self.n
         for j, g in enumerate(self.groups):
             a = self.grid.suggest(trial, f"g{j:02d}")
             for i in g:
@@ -147,7 +187,7 @@ def parse_space(text: str) -> tuple[str, Optional[int]]:
     raise OptionError("space", f"{{space}} must be per-layer, early-block or groups:K, not {text!r}")
 
 
-def make_space(text: str, num_layers: int, grid: AlphaGrid) -> Space:
+def make_space(text: str, num_layers: int, grid: LevelGrid) -> Space:
     kind, k = parse_space(text)
     if kind == "per-layer":
         return PerLayer(num_layers, grid)

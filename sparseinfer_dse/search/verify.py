@@ -25,17 +25,17 @@ import pandas as pd
 
 from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.engine.latency_profiles import DENSE, measure_profiles, runs_needed
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.eval.items import unpack
 from sparseinfer_dse.search.evaluator import SearchEvaluator
 from sparseinfer_dse.search.options import OPTION_NAMES, SearchOptions
-from sparseinfer_dse.search.outputs import PAPER_SEED, judged_trials
+from sparseinfer_dse.search.outputs import REFERENCE_SEEDS, judged_trials
 from sparseinfer_dse.search.pareto import Measured, dominates, exact_reference, front_mask, verdict, versus_dense
 from sparseinfer_dse.search.report import write_report
 from sparseinfer_dse.search.storage import open_storage, redact
 from sparseinfer_dse.search.trial_measures import lm_eval_items
-from sparseinfer_dse.search.trial_profile import trial_profile
+from sparseinfer_dse.search.trial_profile import level_columns, trial_profile
 
 REPEATS_FACTOR = 3  # verification rounds = this x the search's latency_repeats, unless given
 CALIBRATION_FACTOR = 4  # proxy studies: this x the search's calibration sequences
@@ -59,7 +59,7 @@ class Candidate:
     kind: str  # dense, seed or front
     name: str
     trial: Optional[int]
-    profile: Optional[AlphaProfile]
+    profile: Optional[Profile]
     search: dict[str, Any]
 
 
@@ -182,8 +182,7 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
                 prox = ev.proxy(c.profile)
                 row.update(accuracy=prox["score"], accuracy_low=prox["ci_low"], accuracy_high=prox["ci_high"])
                 items.append(tuple(unpack(prox["items"])))
-            for i, a in enumerate(c.profile.alphas):
-                row[f"alpha_{i:03d}"] = a
+            row.update(level_columns(c.profile))
         row.update(search_latency_ms=c.search.get("latency_ms"), search_accuracy=c.search.get("accuracy"),
                    verify_repeats=repeats, verify_limit=vo.limit, verify_dense_ms=measured_dense)
         rows.append(row)
@@ -204,7 +203,7 @@ def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]])
     points = [_point(r, it) for r, it in zip(rows, items)]
     points[0] = exact_reference(points[0], next((len(it) for it in items if it is not None), 0))
     dense = points[0]
-    seed = next((p for r, p in zip(rows, points) if r["name"] == PAPER_SEED), None)
+    seed = next((p for r, p in zip(rows, points) if r["name"] in REFERENCE_SEEDS), None)
     # the front of the profiles (what `export` chooses from); dense is on it when no profile dominates it
     profiles = [p for r, p in zip(rows, points) if r["kind"] != "dense"]
     keep = list(front_mask(profiles))
@@ -214,4 +213,4 @@ def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]])
             r["vs_dense"], r["vs_seed"] = "", verdict(p, seed) if seed is not None else ""
             continue
         r["vs_dense"] = versus_dense(p, dense, (r["latency_ratio"], r["latency_ratio_ci_low"], r["latency_ratio_ci_high"]))
-        r["vs_seed"] = "" if seed is None or r["name"] == PAPER_SEED else verdict(p, seed)
+        r["vs_seed"] = "" if seed is None or r["name"] in REFERENCE_SEEDS else verdict(p, seed)

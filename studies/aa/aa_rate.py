@@ -32,7 +32,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from sparseinfer_dse.engine.profile import AlphaProfile
+    from sparseinfer_dse.engine.profile import Profile
     from sparseinfer_dse.eval.items import unpack
     from sparseinfer_dse.machine import thread_counts
     from sparseinfer_dse.search.evaluator import SearchEvaluator
@@ -45,8 +45,8 @@ def main() -> None:
     dense = ev.dense()
     ev.reference_ms, ev.dense_items = dense["ms"], dense.get("items")
     n = len(lm.mlps)
-    profiles = {"uniform-1.00": AlphaProfile.uniform(n, 1.0), "paper-1.03": AlphaProfile.paper(n, 1.03),
-                "uniform-0.90": AlphaProfile.uniform(n, 0.90)}
+    profiles = {"uniform-1.00": Profile.uniform(n, 1.0), "paper-1.03": Profile.paper(n, 1.03),
+                "uniform-0.90": Profile.uniform(n, 0.90)}
     points: dict[str, list[Measured]] = {k: [] for k in profiles}
     lat_rows: dict[str, list[dict]] = {k: [] for k in profiles}
     t0 = time.perf_counter()

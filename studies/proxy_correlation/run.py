@@ -63,7 +63,7 @@ def main() -> None:
     from sparseinfer_dse.eval.calibration import demo_calibration
     from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.engine.profile import AlphaProfile
+    from sparseinfer_dse.engine.profile import Profile
 
     loaded = load_model(ModelSpec(args.model, device="cpu"), tokenizer=True)
     tok = loaded.tokenizer
@@ -79,7 +79,7 @@ def main() -> None:
         todo = todo[: args.max_profiles]
     rows = []
     for name, alphas in todo:
-        prof = AlphaProfile(tuple(alphas), loaded.identity, name)
+        prof = Profile(tuple(alphas), loaded.identity, name)
         h.set_profile(prof)
         h.configure(collect=True)
         h.reset_stats()

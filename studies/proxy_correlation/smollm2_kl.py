@@ -41,7 +41,7 @@ def main() -> None:
     from sparseinfer_dse.eval.calibration import gsm8k_calibration
     from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
     from sparseinfer_dse.models.loading import ModelSpec, load_model
-    from sparseinfer_dse.engine.profile import AlphaProfile
+    from sparseinfer_dse.engine.profile import Profile
 
     model = args.model or default_gguf()
     t0 = time.perf_counter()
@@ -53,8 +53,8 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = DenseReference.build(h, loaded.tokenizer, cal, batch_size=args.batch_size, progress=True)
     print(f"dense reference: {ref.n_tokens} positions in {time.perf_counter() - t0:.1f}s, NLL {ref.dense_nll:.4f}", flush=True)
-    runs = [("relu-only (no predictor)", AlphaProfile.dense(n))]
-    runs += [(f"uniform {float(a):.2f}", AlphaProfile.uniform(n, float(a))) for a in args.alphas.split(",")]
+    runs = [("relu-only (no predictor)", Profile.dense(n))]
+    runs += [(f"uniform {float(a):.2f}", Profile.uniform(n, float(a))) for a in args.alphas.split(",")]
     rows = []
     for name, prof in runs:
         h.configure(collect=True)

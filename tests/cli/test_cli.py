@@ -51,8 +51,9 @@ def test_profile_make_and_show(tiny_model, tmp_path):
     assert run("profile", "make", "-m", m, "--paper", "--first", "1", "--out", str(out)).exit_code == 0
     shown = run("profile", "show", str(out), "--model", m)
     assert "1.030 1.000 1.000" in shown.output
-    run("profile", "make", "-m", m, "--alphas", "dense,1.0,1.2", "--out", str(out))
-    assert json.loads(out.read_text())["alphas"] == [None, 1.0, 1.2]
+    run("profile", "make", "-m", m, "--levels", "dense,1.0,1.2", "--out", str(out))
+    layers = json.loads(out.read_text())["layers"]
+    assert [r["alpha"] for r in layers] == [None, 1.0, 1.2] and {r["method"] for r in layers} == {"sparseinfer"}
 
 
 @pytest.mark.parametrize(

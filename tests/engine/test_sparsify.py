@@ -7,7 +7,7 @@ from sparseinfer_dse.engine.decode import prefill, step
 from sparseinfer_dse.engine import sparsify
 from sparseinfer_dse.errors import OptionError, UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
-from sparseinfer_dse.engine.profile import AlphaProfile, ProfileError
+from sparseinfer_dse.engine.profile import Profile, ProfileError
 
 BACKENDS = ["torch", "numba-cpu"]
 
@@ -47,7 +47,7 @@ def test_prediction_off_equals_dense(tiny_model, kind, backend, dtype):
 @pytest.mark.parametrize("kind", ["llama-relu", "sparsellama"])
 def test_numba_and_torch_agree_under_a_profile(tiny_model, kind):
     lm = load_model(ModelSpec(str(tiny_model(kind))))
-    prof = AlphaProfile((0.9, 1.0, None), lm.identity)
+    prof = Profile((0.9, 1.0, None), lm.identity)
     ids = _prompt(batch=1)
     outs, stats = {}, {}
     for be in BACKENDS:
@@ -72,8 +72,8 @@ def test_prefill_dense_decode_sparse_and_dense_layers(tiny_model):
 def test_undo_restores_the_model(tiny_model):
     lm = load_model(ModelSpec(str(tiny_model("llama-relu"))))
     before = [layer.mlp for layer in lm.model.model.layers]
-    h = sparsify(lm, AlphaProfile.uniform(3, 0.8), "torch")
-    assert type(lm.model.model.layers[0].mlp).__name__ == "SparseInferMLP"
+    h = sparsify(lm, Profile.uniform(3, 0.8), "torch")
+    assert type(lm.model.model.layers[0].mlp).__name__ == "SparseMLP"
     assert h.extra_bytes == 3 * (200 * 3 * 4 + 72 * 200 * 4)  # sign words + W_down^T per layer
     h.undo()
     assert [layer.mlp for layer in lm.model.model.layers] == before
@@ -85,7 +85,7 @@ def test_aggressive_alpha_changes_output(tiny_model):
     ids = _prompt(batch=1)
     with torch.no_grad():
         ref = lm.model(ids).logits
-    with sparsify(lm, AlphaProfile.uniform(3, 0.5), "numba-cpu"), torch.no_grad():
+    with sparsify(lm, Profile.uniform(3, 0.5), "numba-cpu"), torch.no_grad():
         _, cache = prefill(lm.model, ids[:, :-1])
         logits, _ = step(lm.model, ids[:, -1:], cache)
     assert (logits - ref[:, -1]).abs().max() > 1e-3
@@ -117,12 +117,12 @@ def test_silu_refused_without_opt_in(tiny_model):
 
 def test_profile_checks(tiny_model):
     lm = load_model(ModelSpec(str(tiny_model("llama-relu"))))
-    with pytest.raises(ProfileError, match="4 alphas"):
+    with pytest.raises(ProfileError, match="4 layers"):
         sparsify(lm, [1.0] * 4, "torch")
     other = load_model(ModelSpec(str(tiny_model("qwen2"))), weights=False).identity
     with pytest.raises(ProfileError, match="allow-model-mismatch"):
-        sparsify(lm, AlphaProfile.uniform(3, 1.0, other), "torch")
-    sparsify(lm, AlphaProfile.uniform(3, 1.0, other), "torch", allow_model_mismatch=True).undo()
+        sparsify(lm, Profile.uniform(3, 1.0, other), "torch")
+    sparsify(lm, Profile.uniform(3, 1.0, other), "torch", allow_model_mismatch=True).undo()
 
 
 def test_backend_choice_errors(tiny_model):

@@ -10,7 +10,7 @@ from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.harness import evaluate_tasks
 from sparseinfer_dse.eval.calibration import demo_calibration
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 LIMIT = 100  # held-out problems; the demo answers in about 40-60 tokens, batch 25 keeps this ~10 s a run
 BATCH = 25
@@ -44,7 +44,7 @@ def dense_run(handle, demo):
 def test_dense_profile_reproduces_the_dense_baseline_exactly(handle, demo, dense_run):
     base, raw_base = dense_run
     assert base["value"] > 0.3, "the demo model should solve a fair share of its held-out problems"
-    handle.set_profile(AlphaProfile.dense(demo.identity.num_layers))
+    handle.set_profile(Profile.dense(demo.identity.num_layers))
     raw: dict = {}
     got = evaluate_tasks(handle, demo.tokenizer, ["demo_arith"], limit=LIMIT, batch_size=BATCH, raw=raw)["demo_arith"]
     assert got["metrics"] == base["metrics"]
@@ -57,11 +57,11 @@ def test_aggressive_profile_lowers_accuracy_and_raises_kl(handle, demo, dense_ru
     ref = DenseReference.build(handle, demo.tokenizer, demo_calibration(16), batch_size=8)
     kl = {}
     for a in (1.0, 0.8):
-        kl[a] = proxy_metrics(handle, demo.tokenizer, ref, profile=AlphaProfile.uniform(n, a))["kl"]
-    kl_dense = proxy_metrics(handle, demo.tokenizer, ref, profile=AlphaProfile.dense(n))["kl"]
+        kl[a] = proxy_metrics(handle, demo.tokenizer, ref, profile=Profile.uniform(n, a))["kl"]
+    kl_dense = proxy_metrics(handle, demo.tokenizer, ref, profile=Profile.dense(n))["kl"]
     assert kl_dense == 0.0
     assert kl[0.8] > 3 * kl[1.0] > 0.0
-    handle.set_profile(AlphaProfile.uniform(n, 0.8))
+    handle.set_profile(Profile.uniform(n, 0.8))
     agg = evaluate_tasks(handle, demo.tokenizer, ["demo_arith"], limit=LIMIT, batch_size=BATCH)["demo_arith"]
     drop = base["value"] - agg["value"]
     # a real effect: well beyond the run-to-run noise of one stderr

@@ -28,9 +28,9 @@ def run(*args):
 
 
 def test_eval_writes_summary_results_and_samples(small_lm_dir, tmp_path, data_dir):
-    from sparseinfer_dse.engine.profile import AlphaProfile
+    from sparseinfer_dse.engine.profile import Profile
 
-    prof = AlphaProfile.uniform(2, 0.8).save(tmp_path / "p.json")
+    prof = Profile.uniform(2, 0.8).save(tmp_path / "p.json")
     out = tmp_path / "out"
     res = run("--model", small_lm_dir, "--profile", prof, "--tasks", "demo_arith,gsm8k", "--limit", 2,
               "--batch-size", 2, "--data-dir", data_dir, "--max-gen-toks", 8, "--out", out,

@@ -27,12 +27,12 @@ def run(*args):
 
 
 def _profile(tmp_path: Path, measurement=MEASUREMENT) -> Path:
-    from sparseinfer_dse.engine.profile import AlphaProfile
+    from sparseinfer_dse.engine.profile import Profile
 
     metrics = {"trial": 2, "accuracy": 50.0, "fidelity": "staged"}
     if measurement is not None:
         metrics["measurement"] = measurement
-    return AlphaProfile.uniform(2, 0.9).with_metrics(**metrics).save(tmp_path / "p.json")
+    return Profile.uniform(2, 0.9).with_metrics(**metrics).save(tmp_path / "p.json")
 
 
 # ---- the precedence rule, without running anything ---------------------------------------------

@@ -11,7 +11,7 @@ from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval import baseline_cache as bc
 from sparseinfer_dse.eval.baseline_cache import BaselineCache, ModelFacts, baseline_key, dense_baseline, weights_fingerprint
 from sparseinfer_dse.eval.harness import evaluate_tasks, summarize
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 GEN = {"max_gen_toks": 12}
 
@@ -21,7 +21,7 @@ def _responses(raw: dict, task: str) -> list:
 
 
 def test_dense_profile_reproduces_dense_baseline_exactly(small_lm, tmp_path):
-    h = sparsify(small_lm, AlphaProfile.dense(small_lm.identity.num_layers), backend="torch")
+    h = sparsify(small_lm, Profile.dense(small_lm.identity.num_layers), backend="torch")
     raw_dense, raw_sparse = {}, {}
     base = evaluate_tasks(h, small_lm.tokenizer, ["demo_arith"], limit=4, batch_size=2, dense=True, gen_kwargs=GEN,
                           raw=raw_dense, out_dir=tmp_path / "dense")
@@ -41,7 +41,7 @@ def test_dense_profile_reproduces_dense_baseline_exactly(small_lm, tmp_path):
 
 
 def test_sparse_decode_really_runs_sparse_in_lm_eval(small_lm):
-    h = sparsify(small_lm, AlphaProfile.uniform(small_lm.identity.num_layers, 0.5), backend="torch")
+    h = sparsify(small_lm, Profile.uniform(small_lm.identity.num_layers, 0.5), backend="torch")
     h.configure(collect=True)
     raw_sparse, raw_dense = {}, {}
     evaluate_tasks(h, small_lm.tokenizer, "demo_arith", limit=4, batch_size=4, gen_kwargs=GEN, raw=raw_sparse)

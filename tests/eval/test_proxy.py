@@ -19,7 +19,7 @@ from sparseinfer_dse.eval.calibration import (
     load_calibration,
 )
 from sparseinfer_dse.eval.proxy import DenseReference, proxy_metrics
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_stepwise_dense_pass_equals_a_full_teacher_forced_forward(handle, small_
 
 def test_kl_of_dense_against_dense_is_zero(handle, small_lm, reference):
     n = small_lm.identity.num_layers
-    got = proxy_metrics(handle, small_lm.tokenizer, reference, profile=AlphaProfile.dense(n))
+    got = proxy_metrics(handle, small_lm.tokenizer, reference, profile=Profile.dense(n))
     assert got["kl"] == 0.0 and got["kl_max"] == 0.0 and got["top1"] == 1.0
     assert got["nll"] == pytest.approx(got["dense_nll"], abs=1e-9)
     with handle.options_set(enabled=False):
@@ -58,15 +58,15 @@ def test_aggressive_alpha_raises_kl_and_runs_sparse_decode_steps(handle, small_l
     n = small_lm.identity.num_layers
     handle.configure(collect=True)
     handle.reset_stats()
-    mild = proxy_metrics(handle, small_lm.tokenizer, reference, profile=AlphaProfile.uniform(n, 1.1))
+    mild = proxy_metrics(handle, small_lm.tokenizer, reference, profile=Profile.uniform(n, 1.1))
     stats = handle.layer_stats()
     batches = -(-len(reference.samples) // reference.batch_size)
     assert all(s["calls"]["prefill"] == batches for s in stats)  # one dense prefill per batch
     assert all(s["tokens"] == _decode_rows(reference) for s in stats)  # each fed token was a decode step
-    hard = proxy_metrics(handle, small_lm.tokenizer, reference, profile=AlphaProfile.uniform(n, 0.6))
+    hard = proxy_metrics(handle, small_lm.tokenizer, reference, profile=Profile.uniform(n, 0.6))
     assert hard["kl"] > mild["kl"] > 0.0
     assert hard["top1"] <= mild["top1"]
-    assert handle.profile.alphas == (1.0,) * n  # the handle's own profile is restored
+    assert handle.profile.levels == (1.0,) * n  # the handle's own profile is restored
 
 
 def _decode_rows(ref: DenseReference) -> int:
@@ -80,7 +80,7 @@ def _decode_rows(ref: DenseReference) -> int:
 
 def test_reference_save_load_and_build_on_the_fly(handle, small_lm, reference, tmp_path):
     n = small_lm.identity.num_layers
-    prof = AlphaProfile.uniform(n, 0.8)
+    prof = Profile.uniform(n, 0.8)
     a = proxy_metrics(handle, small_lm.tokenizer, reference, profile=prof)
     loaded = DenseReference.load(reference.save(tmp_path / "ref.pt"))
     b = proxy_metrics(handle, small_lm.tokenizer, loaded, profile=prof)

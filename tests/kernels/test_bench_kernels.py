@@ -57,3 +57,31 @@ def test_bench_kernels_user_errors(args, msg):
     kwargs[key] = [args[1]] if key in ("shape", "sparsity") else args[1]
     with pytest.raises(UserError, match=msg):
         bench_kernels_command(**kwargs, repeats=1)
+
+
+@pytest.mark.parametrize("method", ["cats", "teal", "wisparse"])
+def test_bench_kernels_methods(runner, tmp_path, method):
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "kernels", "--method", method, "--shape", "64x200", "--sparsity", "0.5,0.8",
+                              "--repeats", "2", "--warmup", "1", "--threads", "1", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert [r["sparsity"] for r in rows] == [0.5, 0.8]
+    for row in rows:
+        assert row["method"] == method and row["sparse_ms"] > 0 and row["dense_ms"] > 0
+        # the thresholds are the quantiles of the inputs' scores: the target fraction is skipped
+        assert row["skipped"] == pytest.approx(row["sparsity"], abs=0.08)
+        assert row["ideal"] == pytest.approx(row["dense_bytes"] / row["sparse_bytes"])
+        assert row["ideal_ratio"] == pytest.approx(row["speedup"] / row["ideal"])
+        assert row["limit_ratio"] == pytest.approx(row["gbps"] / row["limit_gbps"])
+    assert rows[1]["sparse_bytes"] < rows[0]["sparse_bytes"] < rows[0]["dense_bytes"]
+    assert f"{method:<9}" in res.output
+
+
+def test_bench_kernels_unknown_method():
+    from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.errors import UserError
+
+    with pytest.raises(UserError, match="--method 'magic'"):
+        bench_kernels_command(method="magic", backend="numba-cpu", dtype="float32", shape=["64x200"],
+                              sparsity=["0.5"], repeats=1)

@@ -4,7 +4,7 @@ measures the rate with the default settings and more trials."""
 
 import itertools
 
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.engine.sparsify import sparsify
 from sparseinfer_dse.eval.items import unpack
 from sparseinfer_dse.models.loading import ModelSpec, load_model
@@ -18,7 +18,7 @@ def test_same_profile_separate_trials_not_different():
     lm = load_model(ModelSpec("demo", device="cpu"), tokenizer=True)
     ev = SearchEvaluator(lm, sparsify(lm, None, "numba-cpu"), opts, progress=False)
     ev.reference_ms = ev.dense()["ms"]
-    profile = AlphaProfile.paper(len(lm.mlps), 1.03)
+    profile = Profile.paper(len(lm.mlps), 1.03)
     points = []
     for _ in range(4):
         lat, prox = ev.latency(profile), ev.proxy(profile)

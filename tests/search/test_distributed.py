@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, open_study, run_study
 from sparseinfer_dse.search.pareto import dominates
-from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+from sparseinfer_dse.search.spaces import make_space, parse_level_grid
 from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.trial_profile import trial_profile
 from sparseinfer_dse.search.storage import is_lost, normalize_url, open_storage, study_counts
@@ -131,7 +131,7 @@ def _assert_seeds_once(trials):
     done = [t for t in trials if t.state == TrialState.COMPLETE and "seed" in t.user_attrs]
     assert Counter(t.user_attrs["seed"] for t in done) == Counter(list(SEEDS))
     for t in done:
-        assert list(trial_profile(t.user_attrs).alphas) == SEEDS[t.user_attrs["seed"]]
+        assert list(trial_profile(t.user_attrs).levels) == SEEDS[t.user_attrs["seed"]]
 
 
 # ---- engine-free checks of the driver against the real server --------------------------------
@@ -139,17 +139,20 @@ def _assert_seeds_once(trials):
 FAKE_WORKER = textwrap.dedent('''
     import sys, time
     from sparseinfer_dse.search.driver import SearchConfig, open_study, run_study
-    from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+    from sparseinfer_dse.search.spaces import make_space, parse_level_grid
     url, name, budget, worker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     class Ev:
+        def resolve(self, p):
+            return p
+
         def latency(self, a):
             time.sleep(0.3)
-            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.levels) / len(a.levels), "noise_ms": 0.01}
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.levels)}
         def full(self, a):
             raise AssertionError("no lm-eval here")
-    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    space = make_space("per-layer", 4, parse_level_grid("0.9:1.1", 0.01))
     cfg = SearchConfig(budget, space, "proxy", "tpe", 0, None, name, url, identity={"model": "fake"},
                        worker=worker, heartbeat_interval=1, grace_period=3)
     print(run_study(open_study(cfg), cfg, Ev()))
@@ -177,20 +180,24 @@ def test_lost_trials_are_failed_requeued_and_not_counted(tmp_path):
     """A dead worker's trial (stale heartbeat), one that never got a heartbeat, and a Ctrl-C'd one:
     each FAIL, not counted, its profile re-run once; the budget is still met exactly."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    space = make_space("per-layer", 4, parse_level_grid("0.9:1.1", 0.01))
 
     class Ev:
         interrupt_at = None
         calls = 0
 
+        def resolve(self, p):
+            return p
+
+
         def latency(self, a):
             self.calls += 1
             if self.calls == self.interrupt_at:
                 raise KeyboardInterrupt
-            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.levels) / len(a.levels), "noise_ms": 0.01}
 
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.levels)}
 
     cfg = SearchConfig(6, space, "proxy", "tpe", 0, None, "lost", url, identity={"model": "fake"}, worker="w",
                        heartbeat_interval=1, grace_period=2)
@@ -228,7 +235,7 @@ def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
     """A live worker so slow that another failed its trial as lost: its late result is dropped, the
     re-enqueued copy runs, the worker goes on, and the budget is still met exactly."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    space = make_space("per-layer", 4, parse_level_grid("0.9:1.1", 0.01))
     cfg = SearchConfig(5, space, "proxy", "tpe", 0, None, "slow", url, identity={"model": "fake"}, worker="w",
                        heartbeat_interval=1, grace_period=2)
     study = open_study(cfg)
@@ -236,6 +243,10 @@ def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
 
     class Ev:
         calls = 0
+
+        def resolve(self, p):
+            return p
+
 
         def latency(self, a):
             self.calls += 1
@@ -245,10 +256,10 @@ def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
                 (tid,) = [t._trial_id for t in study.get_trials(states=(TrialState.RUNNING,))]
                 study._storage.set_trial_state_values(tid, state=TrialState.FAIL)
                 requeue_lost(study, study._storage.get_trial(tid))
-            return {"ms": 10 + 5 * sum(a.alphas) / len(a.alphas), "noise_ms": 0.01}
+            return {"ms": 10 + 5 * sum(a.levels) / len(a.levels), "noise_ms": 0.01}
 
         def proxy(self, a):
-            return {"score": -sum((1.1 - x) ** 2 for x in a.alphas)}
+            return {"score": -sum((1.1 - x) ** 2 for x in a.levels)}
 
     run_study(study, cfg, Ev(), on_lost=lost.append)
     trials = study.get_trials()
@@ -259,7 +270,7 @@ def test_slow_worker_whose_trial_was_failed_by_another_goes_on(tmp_path):
 
 
 def test_worker_with_another_device_is_refused(tmp_path):
-    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    space = make_space("per-layer", 4, parse_level_grid("0.9:1.1", 0.01))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     mk = lambda dev: SearchConfig(2, space, "proxy", "tpe", 0, None, "dev", url,  # noqa: E731
                                   identity={"model": "fake", "device_kind": dev})

@@ -13,8 +13,8 @@ from sparseinfer_dse.search.outputs import write_outputs
 from sparseinfer_dse.search.pareto import front_mask
 from sparseinfer_dse.search.trial_measures import trial_measured
 from sparseinfer_dse.search.report import write_report
-from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.search.spaces import make_space, parse_level_grid
+from sparseinfer_dse.engine.profile import Profile
 
 
 class FakeEvaluator:
@@ -25,8 +25,11 @@ class FakeEvaluator:
         self.full_calls = []
         self.fail_on = set(fail_on)
 
+    def resolve(self, p):
+        return p
+
     def latency(self, profile):
-        alphas = profile.alphas
+        alphas = profile.levels
         self.calls += 1
         if self.calls in self.fail_on:
             raise RuntimeError("kernel exploded")
@@ -34,15 +37,15 @@ class FakeEvaluator:
         return {"ms": ms, "ratio": ms / 16.0, "noise_ms": 0.01, "layer_sparsity": [0.5] * len(alphas)}
 
     def proxy(self, profile):
-        return {"score": -sum((1.1 - a) ** 2 for a in profile.alphas), "kl": 0.0, "top1": 1.0}
+        return {"score": -sum((1.1 - a) ** 2 for a in profile.levels), "kl": 0.0, "top1": 1.0}
 
     def full(self, profile):
-        self.full_calls.append(profile.alphas)
-        return {"accuracy": 100.0 - 50 * sum((1.1 - a) ** 2 for a in profile.alphas)}
+        self.full_calls.append(profile.levels)
+        return {"accuracy": 100.0 - 50 * sum((1.1 - a) ** 2 for a in profile.levels)}
 
 
 def _cfg(tmp_path, budget, fidelity="proxy", **identity):
-    space = make_space("per-layer", 4, parse_alpha_grid("0.9:1.1", 0.01))
+    space = make_space("per-layer", 4, parse_level_grid("0.9:1.1", 0.01))
     return SearchConfig(budget, space, fidelity, "tpe", 0, None, "t", f"sqlite:///{tmp_path / 'db.sqlite'}",
                         identity={"model": "fake", **identity}, worker="w0")
 
@@ -61,7 +64,7 @@ def test_seeds_budget_resume_and_front(tmp_path):
     assert finished_count(study) == 5
     seeds = [t.user_attrs.get("seed") for t in study.trials[:2]]
     assert seeds == ["uniform-1.00", "paper-1.03"]
-    assert AlphaProfile.from_dict(study.trials[1].user_attrs["profile"]).alphas == (1.03, 1.03, 1.0, 1.0)
+    assert Profile.from_dict(study.trials[1].user_attrs["profile"]).levels == (1.03, 1.03, 1.0, 1.0)
     # resume: same command with a larger budget adds trials up to it; seeds are not re-enqueued
     cfg2 = _cfg(tmp_path, 8)
     study2 = open_study(cfg2)
@@ -141,7 +144,7 @@ def test_export_and_report(tmp_path):
     ok = front[front.accuracy >= 99.0]
     assert row.trial == ok.sort_values("latency_ms").iloc[0].trial
     path, _ = export_one(out, tmp_path / "chosen.json", max_accuracy_drop=1.0)
-    assert AlphaProfile.load(path).num_layers == 4
+    assert Profile.load(path).num_layers == 4
     best = choose(out, max_latency=float(front.latency_ms.max()))
     assert best.accuracy == front.accuracy.max()
     with pytest.raises(UserError, match="no Pareto profile meets the constraint"):
@@ -157,6 +160,9 @@ def test_interrupt_swallowed_inside_a_trial_still_fails_it_and_stops(tmp_path, i
     from sparseinfer_dse import interrupts
 
     class InterruptedOnThirdLatency(FakeEvaluator):
+        def resolve(self, p):
+            return p
+
         def latency(self, profile):
             out = super().latency(profile)
             if self.calls == 3:

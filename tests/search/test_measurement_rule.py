@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from sparseinfer_dse.cli import _register, app
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 _register()
 
@@ -21,7 +21,7 @@ def test_eval_of_an_exported_profile_reproduces_the_search(invoke, tmp_path, mon
     invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     checked = 0
     for path in sorted((tmp_path / "front").glob("*.json")):
-        prof = AlphaProfile.load(path)
+        prof = Profile.load(path)
         m = prof.metrics["measurement"]
         assert (m["limit"], m["batch_size"], m["tasks"]) == (24, 8, ["demo_arith"])
         res = invoke("eval", "--profile", path, "--out", tmp_path / f"eval-{path.stem}")

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.eval.baseline_cache import task_data_digest
 from sparseinfer_dse.search.driver import front_trials
 from sparseinfer_dse.errors import OptionError
@@ -72,7 +72,7 @@ def test_identity_matches_the_committed_demo_study():
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{ROOT / 'studies/results/demo/study.db'}")
     have = study.user_attrs["identity"]
     made = o.study_identity(config_hash=have["config_hash"], dtype=have["dtype"], space=have["space"],
-                            device_kind=have["device_kind"], backend=have["backend"], decode_activation=None,
+                            method="sparseinfer", thresholds=None, device_kind=have["device_kind"], backend=have["backend"], decode_activation=None,
                             task_data=have["task_data"], threads=have["threads"])
     assert made == have
     assert have["task_data"] == {"demo_arith": task_data_digest("demo_arith", None)}  # the shipped task data
@@ -85,15 +85,15 @@ def test_legacy_alphas_trials_still_read(tmp_path):
     shutil.copyfile(Path(__file__).parent / "data" / "legacy_demo_study.db", db)
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{db}")
     t = study.trials[3]
-    assert "profile" not in t.user_attrs and trial_profile(t.user_attrs).alphas == tuple(t.user_attrs["alphas"])
+    assert "profile" not in t.user_attrs and trial_profile(t.user_attrs).levels == tuple(t.user_attrs["alphas"])
     df = trials_frame(study)
     assert [df.loc[3, f"alpha_{i:03d}"] for i in range(4)] == t.user_attrs["alphas"] and "alphas" not in df
     write_outputs(study, tmp_path / "out", "staged", None, {})
     written = pd.read_csv(tmp_path / "out" / "pareto.csv")
     assert len(written) >= 1 and written["accuracy_full"].notna().all()
     for n in written.trial:
-        prof = AlphaProfile.load(tmp_path / "out" / "profiles" / f"trial-{n:04d}.json")
-        assert list(prof.alphas) == study.trials[n].user_attrs["alphas"]
+        prof = Profile.load(tmp_path / "out" / "profiles" / f"trial-{n:04d}.json")
+        assert list(prof.levels) == study.trials[n].user_attrs["alphas"]
 
 
 def test_front_trials_is_noise_aware():

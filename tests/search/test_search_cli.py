@@ -6,7 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from sparseinfer_dse.cli import _register, app
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 _register()
 
@@ -33,7 +33,7 @@ def test_search_resume_export_report(invoke, tiny_model, tmp_path):
     assert (out / "report.html").is_file() and (out / "pareto.png").is_file()
     invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     for p in (tmp_path / "front").glob("*.json"):
-        assert AlphaProfile.load(p).num_layers == 3
+        assert Profile.load(p).num_layers == 3
 
 
 def test_ctrl_c_while_writing_outputs_leaves_whole_files(invoke, tiny_model, tmp_path, monkeypatch):

@@ -3,20 +3,20 @@ import optuna
 import pytest
 from hypothesis import given, strategies as st
 
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.search.pareto import Measured, dominates, front_mask, hypervolume_2d, more_accurate, verdict
-from sparseinfer_dse.search.spaces import make_space, parse_alpha_grid
+from sparseinfer_dse.search.spaces import make_space, parse_level_grid
 
-GRID = parse_alpha_grid("0.95:1.10", 0.01)
+GRID = parse_level_grid("0.95:1.10", 0.01)
 
 
 @pytest.mark.parametrize("text", ["per-layer", "early-block", "groups:3"])
 def test_seed_profiles_are_representable(text):
     space = make_space(text, 8, GRID)
     for alphas in ([1.0] * 8, [1.03] * 4 + [1.0] * 4):
-        trial = optuna.trial.FixedTrial(space.params_for(AlphaProfile(tuple(alphas))))
-        got = space.suggest(trial).alphas
+        trial = optuna.trial.FixedTrial(space.params_for(Profile(tuple(alphas))))
+        got = space.suggest(trial).levels
         if text != "groups:3":  # 8 layers in 3 groups cannot hold the half/half split exactly
             assert got == tuple(alphas)
         assert len(got) == 8 and all(0.95 <= a <= 1.10 for a in got)
@@ -24,7 +24,7 @@ def test_seed_profiles_are_representable(text):
 
 def test_early_block_shape():
     space = make_space("early-block", 6, GRID)
-    assert space.suggest(optuna.trial.FixedTrial({"alpha": 1.05, "first": 2})).alphas == (1.05, 1.05, 1.0, 1.0, 1.0, 1.0)
+    assert space.suggest(optuna.trial.FixedTrial({"alpha": 1.05, "first": 2})).levels == (1.05, 1.05, 1.0, 1.0, 1.0, 1.0)
 
 
 def test_groups_cover_all_layers_contiguously():
@@ -36,7 +36,7 @@ def test_groups_cover_all_layers_contiguously():
                                      ("0.9:200", "out of range")])
 def test_bad_alpha_range(bad, msg):
     with pytest.raises(UserError, match=msg):
-        parse_alpha_grid(bad, 0.01)
+        parse_level_grid(bad, 0.01)
 
 
 def test_bad_space():
@@ -93,3 +93,23 @@ def test_hypervolume():
     assert hypervolume_2d([1.0], [1.0], 2.0, 0.0) == pytest.approx(1.0)
     assert hypervolume_2d([1.0, 1.5], [0.5, 1.0], 2.0, 0.0) == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
     assert hypervolume_2d([3.0], [1.0], 2.0, 0.0) == 0.0
+
+
+def test_sparsity_spaces_and_seeds():
+    grid = parse_level_grid("0.0:0.9", 0.05, "teal")
+    space = make_space("per-layer", 3, grid)
+    prof = space.suggest(optuna.trial.FixedTrial({"s000": 0.1, "s001": 0.55, "s002": 0.9}))
+    assert prof.levels == (0.1, 0.55, 0.9) and prof.method == "teal" and space.describe().startswith("teal:per-layer")
+    seeds = space.seeds()
+    assert list(seeds) == ["dense", "uniform-30%", "uniform-50%", "uniform-70%"]
+    assert seeds["dense"].levels == (None,) * 3 and seeds["uniform-70%"].levels == (0.7,) * 3
+    assert space.params_for(seeds["dense"]) == {"s000": 0.0, "s001": 0.0, "s002": 0.0}
+    early = make_space("early-block", 4, grid)
+    p = early.suggest(optuna.trial.FixedTrial({"sparsity": 0.6, "first": 1, "rest": 0.2}))
+    assert p.levels == (0.6, 0.2, 0.2, 0.2) and early.params_for(p) == {"sparsity": 0.6, "first": 1, "rest": 0.2}
+    groups = make_space("groups:2", 4, grid)
+    assert groups.suggest(optuna.trial.FixedTrial({"g00": 0.3, "g01": 0.7})).levels == (0.3, 0.3, 0.7, 0.7)
+    with pytest.raises(UserError, match="sparsity_range.*must be in"):
+        parse_level_grid("0.5:1.5", 0.05, "wisparse")
+    with pytest.raises(UserError, match="sparsity_step"):
+        parse_level_grid("0.0:0.9", 0.07, "cats")

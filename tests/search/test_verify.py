@@ -7,7 +7,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from sparseinfer_dse.cli import _register, app
-from sparseinfer_dse.engine.profile import AlphaProfile
+from sparseinfer_dse.engine.profile import Profile
 
 _register()
 
@@ -36,7 +36,7 @@ def test_verify_writes_verified_csv_and_export_prefers_it(invoke, tiny_model, tm
     chosen = v[(v.kind != "dense") & v.on_front].sort_values("latency_ms").iloc[0]
     res = invoke("export", "--study", out, "--max-latency", 1e9, "--out", tmp_path / "p.json")
     assert "verified figures" in res.output
-    prof = AlphaProfile.load(tmp_path / "p.json")
+    prof = Profile.load(tmp_path / "p.json")
     assert prof.metrics["verified"]["repeats"] == 3 and "latency_ci_low_ms" in prof.metrics["verified"]
     assert prof.metrics["verified"]["accuracy"] == max(v[(v.kind != "dense") & v.on_front].accuracy)
     assert chosen.latency_ms > 0
