@@ -109,3 +109,45 @@ def channel_linear_reference(prep: PreparedLinear, x: torch.Tensor, *, threshold
         y = xs @ prep.state["w_t"][rows].float()
     kept = keep.sum(1).cpu().numpy().astype(np.int64) if with_counts else None
     return ChannelResult(y=y.to(x.dtype), kept=kept)
+
+
+# ---- one MLP block of channel-sparse products (TEAL / WiSparse decode step) ---------------------
+
+PROJECTIONS = ("gate", "up", "down")
+
+
+def check_channel_mlp(preps, x: torch.Tensor, thresholds, scales, activation: str, backend: str):
+    """Validate channel_mlp's arguments once; returns the three float32 thresholds and the activation code."""
+    if len(preps) != 3 or len(thresholds) != 3 or len(scales) != 3:
+        raise ValueError("channel_mlp takes (gate, up, down) preps, thresholds and scales")
+    g, u, d = preps
+    if (g.n_in, g.n_out) != (u.n_in, u.n_out) or (d.n_in, d.n_out) != (g.n_out, g.n_in):
+        raise ValueError(f"preps do not form a gated MLP: gate {g.n_in}->{g.n_out}, up {u.n_in}->{u.n_out}, "
+                         f"down {d.n_in}->{d.n_out}")
+    if activation not in MLP_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, MLP_ACTIVATIONS))}, got {activation!r}")
+    thr = [check_channel_input(p, x, t, s, backend) for p, t, s in zip(preps[:2], thresholds[:2], scales[:2])]
+    h = x.new_empty((x.shape[0], d.n_in))  # the intermediate's shape, for down's checks only
+    thr.append(check_channel_input(d, h, thresholds[2], scales[2], backend))
+    return thr, MLP_ACTIVATIONS.index(activation)
+
+
+MLP_ACTIVATIONS = ("silu", "relu")  # act(gate) of the block; codes 0 and 1 in the compiled kernels
+
+
+def channel_mlp_reference(preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                          with_counts: bool = False) -> ChannelResult:
+    """down(act(gate(x)) * up(x)) with each product channel-sparse; the intermediate stays float32
+    (the down product's input and its threshold compare are float32). `kept` sums the three."""
+    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "torch")
+    outs, kept = [], np.zeros(x.shape[0], dtype=np.int64)
+    for p, t, s in zip(preps[:2], thr[:2], scales[:2]):
+        keep = kept_mask(x, t, s)
+        kept += keep.sum(1).cpu().numpy().astype(np.int64)
+        outs.append(torch.where(keep, x.float(), torch.zeros((), device=x.device)) @ p.state["w_t"].float())
+    g, u = outs
+    h = (torch.nn.functional.silu(g) if code == 0 else torch.relu(g)) * u
+    keep = kept_mask(h, thr[2], scales[2])
+    kept += keep.sum(1).cpu().numpy().astype(np.int64)
+    y = torch.where(keep, h, torch.zeros((), device=x.device)) @ preps[2].state["w_t"].float()
+    return ChannelResult(y=y.to(x.dtype), kept=kept if with_counts else None)

@@ -24,7 +24,8 @@ from typing import Optional
 import torch
 from numba import cuda, float32, int32
 
-from sparseinfer_kernels.channels import ChannelResult, PreparedLinear, check_channel_input, prepare_linear_common
+from sparseinfer_kernels.channels import (ChannelResult, PreparedLinear, check_channel_input, check_channel_mlp,
+                                         prepare_linear_common)
 from sparseinfer_kernels.cuda_base import SIM, current_stream, dev, to_f32
 
 KEEP_THREADS = 256  # channels per block in the keep kernel
@@ -111,8 +112,13 @@ def prepare_linear_cuda(backend: str, w: torch.Tensor) -> PreparedLinear:
 def channel_linear_cuda(prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
                         scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
     thr = check_channel_input(prep, x, threshold, scale, "numba-cuda")
+    y, kept = _launch(prep, x.float().contiguous(), thr, scale, with_counts)
+    return ChannelResult(y=y.to(x.dtype), kept=kept)
+
+
+def _launch(prep: PreparedLinear, xf: torch.Tensor, thr, scale: Optional[torch.Tensor], with_counts: bool):
+    """y (B, n_out) float32 for a float32 input (arguments already checked), and the kept counts."""
     stream = current_stream()
-    xf = x.float().contiguous()
     B, n_in, n_out = xf.shape[0], prep.n_in, prep.n_out
     keep = torch.empty((B, n_in), dtype=torch.int8, device=xf.device)
     sc = xf[0] if scale is None else scale.contiguous()  # xf[0]: a float32 placeholder, unread
@@ -122,4 +128,17 @@ def channel_linear_cuda(prep: PreparedLinear, x: torch.Tensor, *, threshold: flo
     linear_kernel[(math.ceil(n_out / COLS), math.ceil(n_in / ROWS), B), COLS, stream](
         prep.state["cu_w_t"], dev(xf), dev(keep), dev(y))
     kept = keep.sum(1, dtype=torch.int64).cpu().numpy() if with_counts else None
-    return ChannelResult(y=y.to(x.dtype), kept=kept)
+    return y, kept
+
+
+def channel_mlp_cuda(preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                     with_counts: bool = False) -> ChannelResult:
+    """The block as three channel_linear launches and torch's act * up between them (on the GPU
+    the launches, not Python, are what a CUDA graph removes)."""
+    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "numba-cuda")
+    xf = x.float().contiguous()
+    g, kg = _launch(preps[0], xf, thr[0], scales[0], with_counts)
+    u, ku = _launch(preps[1], xf, thr[1], scales[1], with_counts)
+    h = (torch.nn.functional.silu(g) if code == 0 else torch.relu(g)) * u
+    y, kd = _launch(preps[2], h, thr[2], scales[2], with_counts)
+    return ChannelResult(y=y.to(x.dtype), kept=kg + ku + kd if with_counts else None)

@@ -34,7 +34,7 @@ from numba import njit, prange
 from numba.np.ufunc import parallel as _parallel
 
 from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
-from sparseinfer_kernels.channels_cpu import channel_linear_cpu, prepare_linear_cpu
+from sparseinfer_kernels.channels_cpu import channel_linear_cpu, channel_mlp_cpu, prepare_linear_cpu
 from sparseinfer_kernels.interface import (
     ACT_SILU,
     COMP,
@@ -431,3 +431,9 @@ class NumbaCPUBackend:
     def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_cpu(prep, x, _num_threads(), threshold=threshold, scale=scale, with_counts=with_counts)
+
+    def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                    with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+        return channel_mlp_cpu(preps, x, _num_threads(), thresholds=thresholds, scales=scales,
+                               activation=activation, with_counts=with_counts)

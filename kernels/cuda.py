@@ -27,7 +27,7 @@ import torch
 from numba import cuda, float32, int32, uint32
 
 from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
-from sparseinfer_kernels.channels_cuda import channel_linear_cuda, prepare_linear_cuda
+from sparseinfer_kernels.channels_cuda import channel_linear_cuda, channel_mlp_cuda, prepare_linear_cuda
 from sparseinfer_kernels.cuda_base import SIM, to_f32
 from sparseinfer_kernels.cuda_base import current_stream as _stream
 from sparseinfer_kernels.cuda_base import dev as _dev
@@ -329,3 +329,9 @@ class NumbaCUDABackend:
     def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_cuda(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)
+
+    def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                    with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+        return channel_mlp_cuda(preps, x, thresholds=thresholds, scales=scales, activation=activation,
+                                with_counts=with_counts)

@@ -10,7 +10,8 @@ from typing import Optional
 
 import torch
 
-from sparseinfer_kernels.channels import ChannelResult, PreparedLinear, channel_linear_reference, prepare_linear_common
+from sparseinfer_kernels.channels import (ChannelResult, PreparedLinear, channel_linear_reference, channel_mlp_reference,
+                                         prepare_linear_common)
 from sparseinfer_kernels.interface import (
     ACT_SILU,
     COMP,
@@ -116,3 +117,9 @@ class TorchBackend:
     def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_reference(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)
+
+    def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                    with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+        return channel_mlp_reference(preps, x, thresholds=thresholds, scales=scales, activation=activation,
+                                     with_counts=with_counts)

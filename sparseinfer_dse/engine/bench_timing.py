@@ -98,6 +98,27 @@ def reader(nbytes: float, device: str) -> Callable[[], Any]:
     return lambda: buf.sum()
 
 
+def time_interleaved(fns: dict[str, list[Callable[[], Any]]], device: str, *, repeats: int, warmup: int,
+                     flush: bool, progress: Any = None) -> tuple[dict[str, list[float]], int]:
+    """Seconds per call of every variant (a list of ROTATIONS calls each, one per decode input),
+    `repeats` interleaved rounds after `warmup` untimed ones, caches flushed before each timed call;
+    returns the times and the flush size."""
+    timer, flusher = Timer(device), Flusher(device, flush)
+    for _ in range(warmup):
+        for variants in fns.values():
+            for fn in variants:
+                fn()
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for j, name in enumerate(names):  # interleaved: drift and other load hit every variant alike
+            flusher()
+            times[name].append(timer(fns[name][(r + j) % ROTATIONS]))  # each variant on another x than the last
+        if progress is not None:
+            progress.update(1)
+    return times, flusher.nbytes
+
+
 def threads_of(device: str) -> Optional[int]:
     if device == "cuda":
         return None

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 from sparseinfer_kernels.api import get_backend
 from sparseinfer_kernels.synthetic import synthetic_mlp
 
-from sparseinfer_dse.engine.bench_timing import ROTATIONS, Flusher, Timer, llc_bytes, pct, reader, threads_of
+from sparseinfer_dse.engine.bench_timing import ROTATIONS, llc_bytes, pct, reader, threads_of, time_interleaved
 from sparseinfer_dse.engine.method_bench import bench_method_one
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.machine import set_threads
@@ -151,19 +151,7 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
     read_dense, read_sparse = reader(dense_bytes, device), reader(sparse_bytes, device)
     fns["read_dense"] = [read_dense] * ROTATIONS
     fns["read_sparse"] = [read_sparse] * ROTATIONS
-    timer, flusher = Timer(device), Flusher(device, flush)
-    for _ in range(warmup):
-        for variants in fns.values():
-            for fn in variants:
-                fn()
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for j, name in enumerate(names):  # interleaved: drift and other load hit every variant alike
-            flusher()
-            times[name].append(timer(fns[name][(r + j) % ROTATIONS]))  # each variant on another x than the last
-        if progress is not None:
-            progress.update(1)
+    times, flushed = time_interleaved(fns, device, repeats=repeats, warmup=warmup, flush=flush, progress=progress)
 
     med = {n: float(np.median(v)) * 1e3 for n, v in times.items()}
     row: dict[str, Any] = dict(
@@ -171,7 +159,7 @@ def bench_one(backend, device: str, d: int, k: int, sparsity: float, dtype, *, a
         sparsity=sparsity, actual_sparsity=float(zero.float().mean()),
         predicted_sparsity=float(c.predicted_sparse.mean() / k), rows_computed_frac=comp_rows / k,
         precision=tp / max(1, int(pred.sum())), recall=tp / max(1, int(zero.sum())),
-        alpha=alpha, threshold=threshold, repeats=repeats, flush=flush, flush_bytes=flusher.nbytes,
+        alpha=alpha, threshold=threshold, repeats=repeats, flush=flush, flush_bytes=flushed,
         llc_bytes=llc_bytes() if device == "cpu" else None, rotations=ROTATIONS,
         threads=threads_of(device),
     )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sparseinfer_dse.engine.bench_timing import ROTATIONS, Flusher, Timer, llc_bytes, pct, reader, threads_of
+from sparseinfer_dse.engine.bench_timing import ROTATIONS, llc_bytes, pct, reader, threads_of, time_interleaved
 
 METHODS = ("cats", "teal", "wisparse")
 
@@ -93,23 +93,11 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
     fns: dict[str, list[Callable[[], Any]]] = {"dense": [dense(xi) for xi in xs], "sparse": sparse_fns}
     fns["read_dense"] = [reader(dense_bytes, device)] * ROTATIONS
     fns["read_sparse"] = [reader(sparse_bytes, device)] * ROTATIONS
-    timer, flusher = Timer(device), Flusher(device, flush)
-    for _ in range(warmup):
-        for variants in fns.values():
-            for fn in variants:
-                fn()
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for j, name in enumerate(names):
-            flusher()
-            times[name].append(timer(fns[name][(r + j) % ROTATIONS]))
-        if progress is not None:
-            progress.update(1)
+    times, flushed = time_interleaved(fns, device, repeats=repeats, warmup=warmup, flush=flush, progress=progress)
     med = {n: float(np.median(v)) * 1e3 for n, v in times.items()}
     row: dict[str, Any] = dict(
         method=method, backend=backend.name, device=device, dtype=str(dtype).replace("torch.", ""), d=d, k=k,
-        batch=batch, sparsity=sparsity, skipped=skipped, repeats=repeats, flush=flush, flush_bytes=flusher.nbytes,
+        batch=batch, sparsity=sparsity, skipped=skipped, repeats=repeats, flush=flush, flush_bytes=flushed,
         llc_bytes=llc_bytes() if device == "cpu" else None, rotations=ROTATIONS, threads=threads_of(device),
     )
     for name in fns:

@@ -8,7 +8,7 @@ Decode steps (one new token per sequence) run the layer's method through the ker
   the layer's threshold skip up and down;
 - `teal` / `wisparse`: three input-channel-sparse products (gate and up skip the MLP input's small
   channels, down the intermediate's), each with its own threshold (and, for wisparse, the weight's
-  column norms as channel scales).
+  column norms as channel scales), in one kernel call per layer (`channel_mlp`).
 
 A layer whose level is None runs dense. Weights are laid out for a method the first time a layer
 needs it (`ensure_prepared`). The channel methods need W^T of each projection; by default it is a
@@ -126,14 +126,15 @@ class SparseMLP(nn.Module):
                         lin.weight = nn.Parameter(preps[name].dense_weight(), requires_grad=False)
                 norms = {n: column_norms(l.weight).to(l.weight.device) for n, l in
                          (("gate", m.gate), ("up", m.up), ("down", m.down))}
-            self._channels = {"prep": preps, "norms": norms, "scale": {}, "shared": share}
+            self._channels = {"prep": preps, "norms": norms, "scale": {}, "shared": share,
+                              "tuple": (preps["gate"], preps["up"], preps["down"])}
         return self._channels
 
     def set_level(self, method: str, level: Optional[float], thresholds: Optional[dict[str, float]]) -> None:
         """Switch this layer to `method` at `level` (None = dense) with its resolved thresholds."""
         spec = get_method(method)
-        if method == "cats" and self.mlp.activation.kind not in ("silu", "relu", "fatrelu"):
-            raise ValueError(f"cats needs a SiLU or ReLU MLP; layer {self.index} has {self.mlp.activation.kind}")
+        if spec.calibrated and self.mlp.activation.kind not in ("silu", "relu", "fatrelu"):
+            raise ValueError(f"{method} needs a SiLU or ReLU MLP; layer {self.index} has {self.mlp.activation.kind}")
         if level is not None and spec.calibrated and not thresholds:
             raise ValueError(f"layer {self.index}: {method} at {level} needs calibrated thresholds")
         if method != self.method and (method in CHANNEL_METHODS) != (self.method in CHANNEL_METHODS):
@@ -185,18 +186,16 @@ class SparseMLP(nn.Module):
         return res.y.view_as(x)
 
     def _channel_decode(self, x: torch.Tensor) -> torch.Tensor:
-        ch, thr, be = self._channels, self.thresholds, self.backend
-        want = self.options.collect
-        prep, scale = ch["prep"], ch["scale"]
-        g = be.channel_linear(prep["gate"], x, threshold=thr["gate"], scale=scale["gate"], with_counts=want)
-        u = be.channel_linear(prep["up"], x, threshold=thr["up"], scale=scale["up"], with_counts=want)
-        h = self.original.act_fn(g.y) * u.y
-        y = be.channel_linear(prep["down"], h, threshold=thr["down"], scale=scale["down"], with_counts=want)
+        ch, thr, want = self._channels, self.thresholds, self.options.collect
+        res = self.backend.channel_mlp(
+            ch["tuple"], x, thresholds=(thr["gate"], thr["up"], thr["down"]),
+            scales=(ch["scale"]["gate"], ch["scale"]["up"], ch["scale"]["down"]),
+            activation="silu" if self.mlp.activation.kind == "silu" else "relu", with_counts=want)
         if want:
             c = self.stats.counts
             c.kernel = True
             c.tokens += x.shape[0]
-            kept = int(g.kept.sum() + u.kept.sum() + y.kept.sum())
+            kept = int(res.kept.sum())
             c.computed += kept
             c.gained += x.shape[0] * (2 * self.mlp.d + self.k) - kept
-        return y.y
+        return res.y

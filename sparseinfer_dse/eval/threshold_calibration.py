@@ -47,10 +47,19 @@ class CalibrationSpec:
 
 
 def _key(lm: Any, method: str, spec: CalibrationSpec, text_name: str) -> dict[str, Any]:
-    return {"algorithm": ALGORITHM, "method": method, "model": lm.identity.name,
-            "config_hash": lm.identity.config_hash, "weights": weights_fingerprint(lm.model),
+    return {"algorithm": ALGORITHM, "method": method, "config_hash": lm.identity.config_hash, "weights": weights_fingerprint(lm.model),
             "dtype": str(lm.dtype), "text": text_name, "samples": spec.samples, "max_tokens": spec.max_tokens,
             "grid": [float(GRID[0]), float(GRID[-1]), len(GRID)]}
+
+
+def table_digest(table: ThresholdTable) -> str:
+    """A short digest of a table's numbers: two workers (or a later `verify`) agree on it exactly
+    when they resolve every level to the same thresholds."""
+    h = hashlib.sha256()
+    for name, arr in sorted(table.to_arrays().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _path(key: dict[str, Any]) -> Path:
@@ -100,8 +109,9 @@ def calibrate(lm: Any, method: str, spec: CalibrationSpec = CalibrationSpec(), *
     with tqdm(total=len(batches) + n_layers, desc=f"calibrating {method}", unit="step", disable=not progress,
               leave=False) as bar:
         xs = capture_mlp_inputs(lm.model, lm.mlps, batches, spec.max_tokens, progress=bar.update)
-        calibration = {"text": cal.name, "tokens": int(xs[0].shape[0]), "key": path.stem}
+        calibration = {"text": cal.name, "tokens": int(xs[0].shape[0])}
         table = build_table(method, lm.mlps, xs, calibration, progress=bar.update)
+    table.calibration["key"] = f"{method}-{table_digest(table)}"  # what the thresholds are, not where they are kept
     if use_cache:
         _save(path, key, table)
     if say is not None:

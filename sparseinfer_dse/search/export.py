@@ -113,7 +113,10 @@ def profile_for(study_dir: Path, row: pd.Series, meta: dict, verified: bool) -> 
     levels = [float(row[c]) if pd.notna(row[c]) else None for c in cols]
     trial = row.get("trial")
     has_trial = trial is not None and pd.notna(trial)
-    if has_trial and (study_dir / "profiles" / f"trial-{int(trial):04d}.json").is_file():
+    stored = row.get("profile")
+    if isinstance(stored, str) and stored.startswith("{"):  # verified.csv holds each profile whole
+        base = Profile.from_dict(json.loads(stored), "verified.csv")
+    elif has_trial and (study_dir / "profiles" / f"trial-{int(trial):04d}.json").is_file():
         base = Profile.load(profile_path(study_dir, int(trial)))
     else:
         ident = meta.get("identity") or {}

@@ -87,12 +87,17 @@ def search_options(folder: Path, storage: Optional[str] = None) -> SearchOptions
 
 
 def candidates(study: optuna.Study, fidelity: str) -> tuple[list[Candidate], str]:
-    """Dense, the seeds and the front's trials (a seed on the front counted once, as a seed)."""
+    """Dense, the seeds and the front of the sparse profiles (a seed on the front counted once, as a
+    seed; an all-dense trial is the reference itself)."""
     done, points, which = judged_trials(study, fidelity)
     if not done:
         raise UserError("the study has no finished trial to verify")
     out = [Candidate("dense", DENSE, None, None, {})]
     seen: set[int] = set()
+    # The front of the sparse profiles: an all-dense trial (the calibrated methods' "dense" seed) is the
+    # reference measured above, and beside it only profiles faster beyond the noise would survive.
+    sparse = [(t, p) for t, p in zip(done, points) if not _all_dense(t)]
+    done, points = [t for t, _ in sparse], [p for _, p in sparse]
     on_front = front_mask(points)
     seeds = [(t, p) for t, p in zip(done, points) if t.user_attrs.get("seed")]
     fronts = [(t, p) for t, p, keep in zip(done, points, on_front) if keep and not t.user_attrs.get("seed")]
@@ -101,10 +106,16 @@ def candidates(study: optuna.Study, fidelity: str) -> tuple[list[Candidate], str
             if t.number in seen:
                 continue
             seen.add(t.number)
+            profile = trial_profile(t.user_attrs)
             name = t.user_attrs["seed"] if kind == "seed" else f"trial-{t.number}"
-            out.append(Candidate(kind, name, t.number, trial_profile(t.user_attrs),
+            out.append(Candidate(kind, name, t.number, profile,
                                  {"latency_ms": p.latency, "accuracy": p.accuracy}))
     return out, which
+
+
+def _all_dense(trial: Any) -> bool:
+    profile = trial_profile(trial.user_attrs)
+    return profile is not None and all(a is None for a in profile.levels)
 
 
 def _point(row: dict[str, Any], items: Optional[tuple[float, ...]]) -> Measured:
@@ -183,6 +194,7 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
                 row.update(accuracy=prox["score"], accuracy_low=prox["ci_low"], accuracy_high=prox["ci_high"])
                 items.append(tuple(unpack(prox["items"])))
             row.update(level_columns(c.profile))
+            row["profile"] = json.dumps(c.profile.to_dict())  # whole (thresholds in): what export writes
         row.update(search_latency_ms=c.search.get("latency_ms"), search_accuracy=c.search.get("accuracy"),
                    verify_repeats=repeats, verify_limit=vo.limit, verify_dense_ms=measured_dense)
         rows.append(row)

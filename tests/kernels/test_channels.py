@@ -180,6 +180,40 @@ def test_bad_arguments_are_clear_value_errors(name):
             be.channel_linear(kw.pop("prep"), kw.pop("x"), **kw)
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_channel_mlp_matches_reference(name):
+    """The whole decode step of a TEAL/WiSparse block in one call equals the reference: every dtype
+    (float32 only in the slow simulator), SiLU and ReLU, scaled or not, B = 1 and 3."""
+    ref, be = get_backend("torch"), get_backend(name)
+    dev = _device(name)
+    dtypes = [torch.float32] if name == "numba-cuda" and SIM else DTYPES
+    for dtype in dtypes:
+        for d, k, B in ((37, 53, 1), (70, 129, 3)):
+            gen = torch.Generator().manual_seed(d * B)
+            ws = [torch.randn(k, d, generator=gen) / d ** 0.5, torch.randn(k, d, generator=gen) / d ** 0.5,
+                  torch.randn(d, k, generator=gen) / k ** 0.5]
+            x = torch.randn(B, d, generator=gen).to(dtype)
+            for activation in ("silu", "relu"):
+                for scaled in (False, True):
+                    scales = tuple(w.norm(dim=0) for w in ws) if scaled else (None, None, None)
+                    thr = (float(x.float().abs().median() * (2.0 if scaled else 1.0)),) * 2 + (0.02,)
+                    want = ref.channel_mlp([ref.prepare_linear(w.to(dtype)) for w in ws], x, thresholds=thr,
+                                           scales=scales, activation=activation, with_counts=True)
+                    got = be.channel_mlp([be.prepare_linear(w.to(dtype).to(dev)) for w in ws], x.to(dev), thresholds=thr,
+                                         scales=tuple(None if s is None else s.to(dev) for s in scales),
+                                         activation=activation, with_counts=True)
+                    rtol, atol = tolerances(dtype)
+                    what = f"{name} {dtype} {d}x{k} B={B} {activation} scaled={scaled}"
+                    assert np.array_equal(got.kept, want.kept), what
+                    torch.testing.assert_close(got.y.cpu().float(), want.y.float(), rtol=rtol,
+                                               atol=atol * float(want.y.float().abs().max()), msg=what)
+                    assert 0 < want.kept.min() < 2 * d + k  # some channels skipped, some kept
+    with pytest.raises(ValueError, match="activation must be one of"):
+        be.channel_mlp([be.prepare_linear(torch.randn(5, 4).to(dev)), be.prepare_linear(torch.randn(5, 4).to(dev)),
+                        be.prepare_linear(torch.randn(4, 5).to(dev))], torch.randn(1, 4).to(dev),
+                       thresholds=(0.0, 0.0, 0.0), activation="gelu")
+
+
 def test_numba_cuda_in_simulator():
     if "numba-cuda" in BACKENDS:
         pytest.skip("numba-cuda already ran in this process (GPU or simulator)")
@@ -187,4 +221,4 @@ def test_numba_cuda_in_simulator():
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "numba-cuda"]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "3 passed" in proc.stdout, proc.stdout[-2000:]
+    assert "4 passed" in proc.stdout, proc.stdout[-2000:]

@@ -95,3 +95,10 @@ def test_gguf_smollm2_real_checkpoint(smollm2_gguf):
     with torch.no_grad():
         logits = lm.model(ids).logits
     assert logits.shape[-1] == 49152 and torch.isfinite(logits).all()
+
+
+def test_smollm2_alias_names_the_packaged_checkpoint(smollm2_gguf):
+    from sparseinfer_dse.models.loading import ModelSpec, resolve_source
+
+    src = resolve_source(ModelSpec("smollm2"))
+    assert src.kind == "gguf" and src.gguf_file == smollm2_gguf.name and src.path == str(smollm2_gguf.parent)

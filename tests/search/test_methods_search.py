@@ -39,9 +39,16 @@ def test_wisparse_search_end_to_end(invoke, tiny_model, tmp_path, cal, monkeypat
         assert prof.method == "wisparse" and prof.knob == "sparsity"
         assert all(t is not None for t, a in zip(prof.thresholds or [None] * 3, prof.levels) if a is not None) or \
             all(a is None for a in prof.levels)
+    invoke("verify", "--study", out, "--repeats", 2, "--no-report")
+    verified = pd.read_csv(out / "verified.csv")
+    # the all-dense seed is the reference itself: measured once, as "dense"
+    assert list(verified.name).count("dense") == 1 and verified.kind[0] == "dense"
+    assert {"uniform-30%", "uniform-50%", "uniform-70%"} <= set(verified.name)
+    assert [c for c in verified.columns if c.startswith("sparsity_")] == ["sparsity_000", "sparsity_001", "sparsity_002"]
     invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     exported = [Profile.load(p) for p in (tmp_path / "front").glob("*.json")]
     assert exported and all(p.method == "wisparse" for p in exported)
+    assert all(p.thresholds is not None and p.calibration["key"] == meta["thresholds"] for p in exported)
 
 
 def _main(*args):
