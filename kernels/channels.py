@@ -72,6 +72,12 @@ def check_channel_input(prep: PreparedLinear, x: torch.Tensor, threshold: float,
         raise ValueError(f"x has dtype {x.dtype}, the weight {prep.dtype}")
     if x.device.type != prep.device.type:
         raise ValueError(f"x is on {x.device}, the weight on {prep.device}")
+    return check_threshold_scale(prep, threshold, scale, x.device)
+
+
+def check_threshold_scale(prep: PreparedLinear, threshold: float, scale: Optional[torch.Tensor],
+                          device: torch.device) -> np.float32:
+    """The threshold as the float32 every kernel compares, and the scale's type, shape and device."""
     try:
         thr = float(threshold)
     except (TypeError, ValueError):
@@ -79,9 +85,9 @@ def check_channel_input(prep: PreparedLinear, x: torch.Tensor, threshold: float,
     if not math.isfinite(thr):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
     if scale is not None and (not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32
-                              or tuple(scale.shape) != (prep.n_in,) or scale.device != x.device):
+                              or tuple(scale.shape) != (prep.n_in,) or scale.device != device):
         got = f"{_shape(scale)} {getattr(scale, 'dtype', '')} on {getattr(scale, 'device', '?')}"
-        raise ValueError(f"scale must be a float32 ({prep.n_in},) tensor on {x.device}, got {got}")
+        raise ValueError(f"scale must be a float32 ({prep.n_in},) tensor on {device}, got {got}")
     return np.float32(thr)
 
 
@@ -127,8 +133,9 @@ def check_channel_mlp(preps, x: torch.Tensor, thresholds, scales, activation: st
     if activation not in MLP_ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(map(repr, MLP_ACTIVATIONS))}, got {activation!r}")
     thr = [check_channel_input(p, x, t, s, backend) for p, t, s in zip(preps[:2], thresholds[:2], scales[:2])]
-    h = x.new_empty((x.shape[0], d.n_in))  # the intermediate's shape, for down's checks only
-    thr.append(check_channel_input(d, h, thresholds[2], scales[2], backend))
+    if not isinstance(d, PreparedLinear) or d.backend != backend or d.dtype != g.dtype:
+        raise ValueError(f"the down prep must come from {backend}'s prepare_linear, in {g.dtype} like gate and up")
+    thr.append(check_threshold_scale(d, thresholds[2], scales[2], x.device))  # down's input is internal
     return thr, MLP_ACTIVATIONS.index(activation)
 
 

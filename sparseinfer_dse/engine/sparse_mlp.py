@@ -86,10 +86,6 @@ class SparseMLP(nn.Module):
         return 2 * self.mlp.d + self.k if self.method in CHANNEL_METHODS else self.k
 
     @property
-    def level(self) -> Optional[float]:
-        return self.alpha
-
-    @property
     def prep(self) -> Any:
         """The row-sparse MLP layout (sign words, W_down^T), made on first use."""
         if self._prep is None:
