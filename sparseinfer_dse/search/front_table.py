@@ -34,7 +34,7 @@ def format_points(df: pd.DataFrame) -> str:
         acc = with_interval(r["accuracy"], r.get("accuracy_low"), r.get("accuracy_high"))
         front = "" if "on_front" not in r or bool(r["on_front"]) else "  [dominated]"
         lines.append([name, lat, acc, _text(r.get("vs_dense")), _text(r.get("vs_seed")) + front])
-    header = ["profile", "ms/token [95% CI]", "accuracy [95% CI]", "vs dense", "vs paper seed"]
+    header = ["profile", "ms/token [95% CI]", "accuracy [95% CI]", "vs dense", "vs seed"]
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header)] + [fmt.format(*l).rstrip() for l in lines])
