@@ -22,7 +22,8 @@ over the computed rows. ``y`` is accumulated in float32 and returned in the inpu
 
 Every backend also has the input-channel-sparse linear of TEAL / WiSparse: ``prepare_linear(w)``
 once per nn.Linear weight, ``channel_linear(prep, x, threshold=..., scale=...)`` per call
-(``channels.py``).
+(``channels.py``), and the block's decode step ``channel_mlp(preps, x, ...)``, with R-Sparse's
+low-rank remainder of the skipped channels where ``lowrank`` gives ``prepare_lowrank(a, u)``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sparseinfer_kernels.interface import (
     Backend,
     ChannelResult,
     Counters,
+    LowRank,
     MLPResult,
     PreparedLinear,
     PreparedMLP,
@@ -46,7 +48,7 @@ from sparseinfer_kernels.interface import (
     check_weights,
 )
 
-__all__ = ["ACTIVATIONS", "BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters",
+__all__ = ["ACTIVATIONS", "BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters", "LowRank",
            "MLPResult", "PreparedLinear", "PreparedMLP", "available_backends", "check_input", "check_weights",
            "get_backend"]
 

@@ -6,6 +6,11 @@ row of ``W^T``, so the bytes a call reads scale with the kept fraction: that is 
 held transposed, ``w_t`` (n_in, n_out), one contiguous row per input channel. Accumulation is
 float32 and the result comes back in x's dtype. The reference below defines the expected results.
 
+R-Sparse adds a low-rank remainder for the channels a product skips: with ``W ~ U_r diag(S_r) V_r^T``
+held as two linears, ``a = diag(S_r) V_r^T`` (r, n_in) and ``u = U_r`` (n_out, r) (``LowRank``),
+``y += u @ (a @ (x * ~keep))``. The skipped channels' rows of ``a^T`` are read (r values each) and
+all of ``u``, so the remainder costs ``(skipped + n_out) * r`` weights instead of ``skipped * n_out``.
+
 Kept free of ``interface.py`` (which imports this module for the ``Backend`` protocol), so the
 weight dtypes every kernel takes are defined here and re-exported there.
 """
@@ -37,6 +42,33 @@ class PreparedLinear:
     def dense_weight(self) -> torch.Tensor:
         """(n_out, n_in) view of w_t for the dense path (prefill): no second copy of the weight."""
         return self.state["w_t"].t()
+
+
+@dataclass
+class LowRank:
+    """The rank-r remainder of one projection: ``a`` = diag(S_r) V_r^T and ``u`` = U_r, each prepared
+    as a linear (a.w_t is (n_in, r), one row of r values per input channel; u.w_t is (r, n_out))."""
+
+    a: PreparedLinear
+    u: PreparedLinear
+
+    @property
+    def rank(self) -> int:
+        return self.a.n_out
+
+    @property
+    def extra_bytes(self) -> int:
+        return self.a.extra_bytes + self.u.extra_bytes
+
+
+def prepare_lowrank_common(prepare_linear, a: torch.Tensor, u: torch.Tensor) -> LowRank:
+    """A LowRank from a (r, n_in) and u (n_out, r), each laid out by the backend's prepare_linear."""
+    for name, t in (("a", a), ("u", u)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D torch tensor, got {_shape(t)}")
+    if a.shape[0] != u.shape[1] or a.shape[0] < 1:
+        raise ValueError(f"a (r, n_in) and u (n_out, r) disagree on r >= 1: a {tuple(a.shape)}, u {tuple(u.shape)}")
+    return LowRank(prepare_linear(a), prepare_linear(u))
 
 
 @dataclass
@@ -122,7 +154,7 @@ def channel_linear_reference(prep: PreparedLinear, x: torch.Tensor, *, threshold
 PROJECTIONS = ("gate", "up", "down")
 
 
-def check_channel_mlp(preps, x: torch.Tensor, thresholds, scales, activation: str, backend: str):
+def check_channel_mlp(preps, x: torch.Tensor, thresholds, scales, activation: str, backend: str, lowrank=None):
     """Validate channel_mlp's arguments once; returns the three float32 thresholds and the activation code."""
     if len(preps) != 3 or len(thresholds) != 3 or len(scales) != 3:
         raise ValueError("channel_mlp takes (gate, up, down) preps, thresholds and scales")
@@ -136,25 +168,44 @@ def check_channel_mlp(preps, x: torch.Tensor, thresholds, scales, activation: st
     if not isinstance(d, PreparedLinear) or d.backend != backend or d.dtype != g.dtype:
         raise ValueError(f"the down prep must come from {backend}'s prepare_linear, in {g.dtype} like gate and up")
     thr.append(check_threshold_scale(d, thresholds[2], scales[2], x.device))  # down's input is internal
+    if lowrank is not None:
+        if len(lowrank) != 3:
+            raise ValueError("channel_mlp's lowrank is (gate, up, down), each a LowRank or None")
+        for name, p, lr in zip(PROJECTIONS, preps, lowrank):
+            if lr is None:
+                continue
+            if not isinstance(lr, LowRank) or lr.a.backend != backend or lr.u.backend != backend:
+                raise ValueError(f"lowrank {name} must be a LowRank from {backend}'s prepare_lowrank")
+            if (lr.a.n_in, lr.u.n_out, lr.u.n_in) != (p.n_in, p.n_out, lr.rank) or lr.a.dtype != p.dtype:
+                raise ValueError(f"lowrank {name} is {lr.a.n_in}->{lr.rank}->{lr.u.n_out} in {lr.a.dtype}, the "
+                                 f"projection {p.n_in}->{p.n_out} in {p.dtype}")
     return thr, MLP_ACTIVATIONS.index(activation)
 
 
 MLP_ACTIVATIONS = ("silu", "relu")  # act(gate) of the block; codes 0 and 1 in the compiled kernels
 
 
+def _reference_product(p: PreparedLinear, v: torch.Tensor, thr, scale, lr: Optional[LowRank]):
+    """(y, keep) of one channel-sparse product of float32 v, plus its low-rank remainder if any."""
+    keep = kept_mask(v, thr, scale)
+    zero = torch.zeros((), device=v.device)
+    y = torch.where(keep, v, zero) @ p.state["w_t"].float()
+    if lr is not None:
+        y = y + (torch.where(keep, zero, v) @ lr.a.state["w_t"].float()) @ lr.u.state["w_t"].float()
+    return y, keep
+
+
 def channel_mlp_reference(preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
-                          with_counts: bool = False) -> ChannelResult:
-    """down(act(gate(x)) * up(x)) with each product channel-sparse; the intermediate stays float32
-    (the down product's input and its threshold compare are float32). `kept` sums the three."""
-    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "torch")
+                          lowrank=None, with_counts: bool = False) -> ChannelResult:
+    """down(act(gate(x)) * up(x)) with each product channel-sparse (and with `lowrank`, the skipped
+    channels through each projection's LowRank); the intermediate stays float32 (the down product's
+    input and its threshold compare are float32). `kept` sums the three products' kept channels."""
+    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "torch", lowrank)
+    lrs = lowrank or (None, None, None)
     outs, kept = [], np.zeros(x.shape[0], dtype=np.int64)
-    for p, t, s in zip(preps[:2], thr[:2], scales[:2]):
-        keep = kept_mask(x, t, s)
+    for i in range(3):
+        v = x.float() if i < 2 else (torch.nn.functional.silu(outs[0]) if code == 0 else torch.relu(outs[0])) * outs[1]
+        y, keep = _reference_product(preps[i], v, thr[i], scales[i], lrs[i])
         kept += keep.sum(1).cpu().numpy().astype(np.int64)
-        outs.append(torch.where(keep, x.float(), torch.zeros((), device=x.device)) @ p.state["w_t"].float())
-    g, u = outs
-    h = (torch.nn.functional.silu(g) if code == 0 else torch.relu(g)) * u
-    keep = kept_mask(h, thr[2], scales[2])
-    kept += keep.sum(1).cpu().numpy().astype(np.int64)
-    y = torch.where(keep, h, torch.zeros((), device=x.device)) @ preps[2].state["w_t"].float()
-    return ChannelResult(y=y.to(x.dtype), kept=kept if with_counts else None)
+        outs.append(y)
+    return ChannelResult(y=outs[2].to(x.dtype), kept=kept if with_counts else None)

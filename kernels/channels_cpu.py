@@ -33,16 +33,17 @@ SUM_COLS = 1024  # output columns per task when the chunks' accumulators are sum
 
 
 @njit(cache=True)
-def list_kept(x, scale, has_scale, thr, keep, idx, counts):
-    """keep[b, j] = |x[b, j]| * scale[j] > thr (float32, IEEE: no fastmath here); idx[:n] = the
-    channels some row keeps, ascending; counts[b] = channels row b keeps. Returns n."""
+def list_kept(x, scale, has_scale, thr, invert, keep, idx, counts):
+    """keep[b, j] = |x[b, j]| * scale[j] > thr (float32, IEEE: no fastmath here), or its negation
+    with `invert` (the skipped channels, which a low-rank remainder takes); idx[:n] = the channels
+    some row keeps, ascending; counts[b] = channels row b keeps. Returns n."""
     B, n_in = x.shape
     n = 0
     for j in range(n_in):
         s = scale[j] if has_scale else np.float32(1.0)
         any_row = False
         for b in range(B):
-            k = abs(x[b, j]) * s > thr
+            k = (abs(x[b, j]) * s > thr) != invert
             keep[b, j] = k
             if k:
                 counts[b] += 1
@@ -117,15 +118,16 @@ def _sum_chunks(part, y, c0, c1):
 
 
 @njit(parallel=True, cache=True)
-def channel_kernel(w_t, x, scale, has_scale, thr, workers, serial_below, chunks_per_thread):
+def channel_kernel(w_t, x, scale, has_scale, thr, invert, workers, serial_below, chunks_per_thread):
     """y (B, n_out) float32 and kept counts (B,) int64 for x (B, n_in) float32 and w_t (n_in, n_out)
-    (float32, or uint16 / int16 bits of bfloat16 / float16); scale is ignored unless has_scale."""
+    (float32, or uint16 / int16 bits of bfloat16 / float16); scale is ignored unless has_scale;
+    `invert` sums the channels the threshold skips instead of those it keeps."""
     B, n_in = x.shape
     n_out = w_t.shape[1]
     keep = np.empty((B, n_in), dtype=np.bool_)
     idx = np.empty(n_in, dtype=np.int64)
     counts = np.zeros(B, dtype=np.int64)
-    n = list_kept(x, scale, has_scale, thr, keep, idx, counts)
+    n = list_kept(x, scale, has_scale, thr, invert, keep, idx, counts)
     y = np.empty((B, n_out), dtype=np.float32)
     if workers == 1 or n * n_out * B < serial_below:
         _chunk(w_t, x, keep, idx, 0, n, y, np.empty(GROUP, dtype=np.int64), np.empty(max(n, GROUP), dtype=np.float32))
@@ -163,7 +165,7 @@ def channel_linear_cpu(prep: PreparedLinear, x: torch.Tensor, threads: int, *, t
     thr = check_channel_input(prep, x, threshold, scale, "numba-cpu")
     xf = x.float().contiguous().numpy()
     sc = xf[0] if scale is None else scale.contiguous().numpy()  # xf[0]: a float32 placeholder, unread
-    y, counts = channel_kernel(prep.state["nb_w_t"], xf, sc, scale is not None, thr, threads, SERIAL_BELOW,
+    y, counts = channel_kernel(prep.state["nb_w_t"], xf, sc, scale is not None, thr, False, threads, SERIAL_BELOW,
                                CHUNKS_PER_THREAD)
     return ChannelResult(y=torch.from_numpy(y).to(x.dtype), kept=counts if with_counts else None)
 
@@ -187,28 +189,75 @@ def _gated(g, u, act):
 
 
 @njit(cache=True)
-def channel_mlp_kernel(wg, wu, wd, x, sg, su, sd, has_scale, tg, tu, td, act, workers, serial_below, cpt):
+def _lowrank_serial(la, lu, x, s, has_scale, thr, y):
+    """y[b] += u (a x_skipped[b]) on one thread, for remainders too small to pay for a thread team:
+    the skipped channels' rows of a^T (r values each), then the r rows of u^T."""
+    B, n_in = x.shape
+    r = lu.shape[0]
+    rows = np.empty(n_in, dtype=np.int64)
+    vals = np.empty(n_in, dtype=np.float32)
+    every = np.arange(r)
+    z = np.empty(r, dtype=np.float32)
+    for b in range(B):
+        n = 0
+        for j in range(n_in):
+            sc = s[j] if has_scale else np.float32(1.0)
+            if not abs(x[b, j]) * sc > thr:
+                rows[n] = j
+                vals[n] = x[b, j]
+                n += 1
+        z[:] = 0.0
+        _axpys(la, rows, vals, n, z)
+        _axpys(lu, every, z, r, y[b])
+
+
+@njit(cache=True)
+def _product(w, x, s, has_scale, thr, has_lr, la, lu, workers, serial_below, cpt):
+    """One channel-sparse product; with has_lr, plus its low-rank remainder: z = a over the skipped
+    channels, then y += u z. Large remainders run the same parallel kernel twice (inverted keep for
+    z; threshold -1 for u, which every |z| passes); small ones one serial loop."""
+    y, c = channel_kernel(w, x, s, has_scale, thr, False, workers, serial_below, cpt)
+    if has_lr:
+        B, n_in = x.shape
+        if workers == 1 or (n_in + lu.shape[1]) * lu.shape[0] * B < serial_below:
+            _lowrank_serial(la, lu, x, s, has_scale, thr, y)
+        else:
+            z, _ = channel_kernel(la, x, s, has_scale, thr, True, workers, serial_below, cpt)
+            r, _ = channel_kernel(lu, z, z[0], False, np.float32(-1.0), False, workers, serial_below, cpt)
+            y += r
+    return y, c
+
+
+@njit(cache=True)
+def channel_mlp_kernel(wg, wu, wd, x, sg, su, sd, has_scale, tg, tu, td, act, lr_on, lga, lgu, lua, luu, lda, ldu,
+                       workers, serial_below, cpt):
     """One decode step of a channel-sparse MLP block in one compiled call (one dispatch from Python
     instead of three, and no torch ops between them): gate and up on x's kept channels,
-    h = act(gate) * up, down on h's kept channels. Returns y (B, d) float32 and the channels kept
+    h = act(gate) * up, down on h's kept channels; lr_on[p] adds projection p's low-rank remainder
+    (factors l?a, l?u; placeholders where off). Returns y (B, d) float32 and the channels kept
     per row over the three products. (Measured on a 2-core VM at 576x1536: the three products
     one after another, each serial below SERIAL_BELOW, beat one parallel region split by columns.)"""
-    g, cg = channel_kernel(wg, x, sg, has_scale, tg, workers, serial_below, cpt)
-    u, cu = channel_kernel(wu, x, su, has_scale, tu, workers, serial_below, cpt)
+    g, cg = _product(wg, x, sg, has_scale, tg, lr_on[0], lga, lgu, workers, serial_below, cpt)
+    u, cu = _product(wu, x, su, has_scale, tu, lr_on[1], lua, luu, workers, serial_below, cpt)
     h = _gated(g, u, act)
-    y, cd = channel_kernel(wd, h, sd, has_scale, td, workers, serial_below, cpt)
+    y, cd = _product(wd, h, sd, has_scale, td, lr_on[2], lda, ldu, workers, serial_below, cpt)
     return y, cg + cu + cd
 
 
 def channel_mlp_cpu(preps, x: torch.Tensor, threads: int, *, thresholds, scales=(None, None, None),
-                    activation: str = "silu", with_counts: bool = False) -> ChannelResult:
-    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "numba-cpu")
+                    activation: str = "silu", lowrank=None, with_counts: bool = False) -> ChannelResult:
+    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "numba-cpu", lowrank)
     xf = x.float().contiguous().numpy()
     has = scales[0] is not None
     if has != (scales[1] is not None) or has != (scales[2] is not None):
         raise ValueError("channel_mlp: give a scale for all three projections or for none")
     sg, su, sd = (s.contiguous().numpy() for s in scales) if has else (xf[0], xf[0], xf[0])  # unread placeholders
     g, u, d = (p.state["nb_w_t"] for p in preps)
-    y, counts = channel_mlp_kernel(g, u, d, xf, sg, su, sd, has, thr[0], thr[1], thr[2], code, threads,
-                                   SERIAL_BELOW, CHUNKS_PER_THREAD)
+    lrs = lowrank or (None, None, None)
+    on = np.array([lr is not None for lr in lrs])
+    # an absent remainder passes its projection's own weight twice as a placeholder (same type, unread)
+    factors = [f for lr, w in zip(lrs, (g, u, d))
+               for f in ((w, w) if lr is None else (lr.a.state["nb_w_t"], lr.u.state["nb_w_t"]))]
+    y, counts = channel_mlp_kernel(g, u, d, xf, sg, su, sd, has, thr[0], thr[1], thr[2], code, on, *factors,
+                                   threads, SERIAL_BELOW, CHUNKS_PER_THREAD)
     return ChannelResult(y=torch.from_numpy(y).to(x.dtype), kept=counts if with_counts else None)

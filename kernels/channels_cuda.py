@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 from numba import cuda, float32, int32
 
@@ -35,15 +36,16 @@ ROWS = 128  # input channels per tile; a multiple of 4 and <= COLS (each thread 
 
 # ---- kernels (plain functions; jitted below, compiled to PTX by cuda_ptx.py) ---------------------
 
-def keep_py(x, scale, has_scale, thr, keep):
-    """keep[b, j] = 1 iff |x[b, j]| * scale[j] > thr (scale read only when has_scale)."""
+def keep_py(x, scale, has_scale, thr, invert, keep):
+    """keep[b, j] = 1 iff |x[b, j]| * scale[j] > thr (scale read only when has_scale); with `invert`
+    the negation (the skipped channels, which a low-rank remainder sums)."""
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     b = cuda.blockIdx.y
     if j < x.shape[1]:
         a = abs(x[b, j])
         if has_scale:
             a = a * scale[j]
-        keep[b, j] = 1 if a > thr else 0
+        keep[b, j] = 1 if (a > thr) != invert else 0
 
 
 def linear_py(w_t, x, keep, y):
@@ -116,14 +118,16 @@ def channel_linear_cuda(prep: PreparedLinear, x: torch.Tensor, *, threshold: flo
     return ChannelResult(y=y.to(x.dtype), kept=kept)
 
 
-def _launch(prep: PreparedLinear, xf: torch.Tensor, thr, scale: Optional[torch.Tensor], with_counts: bool):
-    """y (B, n_out) float32 for a float32 input (arguments already checked), and the kept counts."""
+def _launch(prep: PreparedLinear, xf: torch.Tensor, thr, scale: Optional[torch.Tensor], with_counts: bool,
+            invert: bool = False):
+    """y (B, n_out) float32 for a float32 input (arguments already checked), and the kept counts
+    (with `invert`: the sum over the channels the threshold skips)."""
     stream = current_stream()
     B, n_in, n_out = xf.shape[0], prep.n_in, prep.n_out
     keep = torch.empty((B, n_in), dtype=torch.int8, device=xf.device)
     sc = xf[0] if scale is None else scale.contiguous()  # xf[0]: a float32 placeholder, unread
     keep_kernel[(math.ceil(n_in / KEEP_THREADS), B), KEEP_THREADS, stream](
-        dev(xf), dev(sc), scale is not None, thr, dev(keep))
+        dev(xf), dev(sc), scale is not None, thr, invert, dev(keep))
     y = torch.zeros((B, n_out), dtype=torch.float32, device=xf.device)
     linear_kernel[(math.ceil(n_out / COLS), math.ceil(n_in / ROWS), B), COLS, stream](
         prep.state["cu_w_t"], dev(xf), dev(keep), dev(y))
@@ -131,14 +135,26 @@ def _launch(prep: PreparedLinear, xf: torch.Tensor, thr, scale: Optional[torch.T
     return y, kept
 
 
+def _product(prep: PreparedLinear, xf: torch.Tensor, thr, scale, lr, with_counts: bool):
+    """One channel-sparse product; with a LowRank `lr`, plus z = a over the skipped channels (the
+    same kernels, keep inverted) and y += u z over all r (threshold -1: every |z| passes)."""
+    y, kept = _launch(prep, xf, thr, scale, with_counts)
+    if lr is not None:
+        z, _ = _launch(lr.a, xf, thr, scale, False, invert=True)
+        y += _launch(lr.u, z, np.float32(-1.0), None, False)[0]
+    return y, kept
+
+
 def channel_mlp_cuda(preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
-                     with_counts: bool = False) -> ChannelResult:
-    """The block as three channel_linear launches and torch's act * up between them (on the GPU
-    the launches, not Python, are what a CUDA graph removes)."""
-    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "numba-cuda")
+                     lowrank=None, with_counts: bool = False) -> ChannelResult:
+    """The block as three channel_linear launches (each with its low-rank remainder's two where
+    `lowrank` gives one) and torch's act * up between them (on the GPU the launches, not Python,
+    are what a CUDA graph removes)."""
+    thr, code = check_channel_mlp(preps, x, thresholds, scales, activation, "numba-cuda", lowrank)
+    lrs = lowrank or (None, None, None)
     xf = x.float().contiguous()
-    g, kg = _launch(preps[0], xf, thr[0], scales[0], with_counts)
-    u, ku = _launch(preps[1], xf, thr[1], scales[1], with_counts)
+    g, kg = _product(preps[0], xf, thr[0], scales[0], lrs[0], with_counts)
+    u, ku = _product(preps[1], xf, thr[1], scales[1], lrs[1], with_counts)
     h = (torch.nn.functional.silu(g) if code == 0 else torch.relu(g)) * u
-    y, kd = _launch(preps[2], h, thr[2], scales[2], with_counts)
+    y, kd = _product(preps[2], h, thr[2], scales[2], lrs[2], with_counts)
     return ChannelResult(y=y.to(x.dtype), kept=kg + ku + kd if with_counts else None)

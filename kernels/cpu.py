@@ -33,7 +33,7 @@ import torch
 from numba import njit, prange
 from numba.np.ufunc import parallel as _parallel
 
-from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
+from sparseinfer_kernels.channels import ChannelResult, LowRank, PreparedLinear, prepare_lowrank_common
 from sparseinfer_kernels.channels_cpu import channel_linear_cpu, channel_mlp_cpu, prepare_linear_cpu
 from sparseinfer_kernels.interface import (
     ACT_SILU,
@@ -432,8 +432,13 @@ class NumbaCPUBackend:
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_cpu(prep, x, _num_threads(), threshold=threshold, scale=scale, with_counts=with_counts)
 
+    def prepare_lowrank(self, a: torch.Tensor, u: torch.Tensor) -> LowRank:
+        """A projection's rank-r remainder (a = diag(S_r) V_r^T, u = U_r) in this backend's layout."""
+        return prepare_lowrank_common(self.prepare_linear, a, u)
+
     def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
-                    with_counts: bool = False) -> ChannelResult:
-        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+                    lowrank=None, with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call,
+        with each projection's low-rank remainder where `lowrank` gives one (R-Sparse)."""
         return channel_mlp_cpu(preps, x, _num_threads(), thresholds=thresholds, scales=scales,
-                               activation=activation, with_counts=with_counts)
+                               activation=activation, lowrank=lowrank, with_counts=with_counts)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numba import cuda, float32, int32, uint32
 
-from sparseinfer_kernels.channels import ChannelResult, PreparedLinear
+from sparseinfer_kernels.channels import ChannelResult, LowRank, PreparedLinear, prepare_lowrank_common
 from sparseinfer_kernels.channels_cuda import channel_linear_cuda, channel_mlp_cuda, prepare_linear_cuda
 from sparseinfer_kernels.cuda_base import SIM, to_f32
 from sparseinfer_kernels.cuda_base import current_stream as _stream
@@ -330,8 +330,13 @@ class NumbaCUDABackend:
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_cuda(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)
 
+    def prepare_lowrank(self, a: torch.Tensor, u: torch.Tensor) -> LowRank:
+        """A projection's rank-r remainder (a = diag(S_r) V_r^T, u = U_r) in this backend's layout."""
+        return prepare_lowrank_common(self.prepare_linear, a, u)
+
     def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
-                    with_counts: bool = False) -> ChannelResult:
-        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+                    lowrank=None, with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call,
+        with each projection's low-rank remainder where `lowrank` gives one (R-Sparse)."""
         return channel_mlp_cuda(preps, x, thresholds=thresholds, scales=scales, activation=activation,
-                                with_counts=with_counts)
+                                lowrank=lowrank, with_counts=with_counts)

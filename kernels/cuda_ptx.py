@@ -30,7 +30,7 @@ def kernel_signatures() -> dict[str, list[tuple[str, tuple]]]:
         "gate": [],
         "up": [],
         "down": [],
-        "channel_keep": [("any", (f32, f32_1d, types.boolean, types.float32, i8))],
+        "channel_keep": [("any", (f32, f32_1d, types.boolean, types.float32, types.boolean, i8))],
         "channel_linear": [],
     }
     for label, wt in WEIGHT_TYPES.items():

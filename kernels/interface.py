@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from sparseinfer_kernels.channels import DTYPES, ChannelResult, PreparedLinear
+from sparseinfer_kernels.channels import DTYPES, ChannelResult, LowRank, PreparedLinear
 
 BACKENDS = ("torch", "numba-cpu", "numba-cuda")
 
@@ -111,6 +111,15 @@ class Backend(Protocol):
     def channel_linear(self, prep: PreparedLinear, x: torch.Tensor, *, threshold: float,
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         """x @ W^T over the input channels with |x| * scale > threshold only (``channels.py``)."""
+        ...
+
+    def prepare_lowrank(self, a: torch.Tensor, u: torch.Tensor) -> LowRank:
+        """A projection's rank-r remainder, a = diag(S_r) V_r^T (r, n_in) and u = U_r (n_out, r)."""
+        ...
+
+    def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
+                    lowrank=None, with_counts: bool = False) -> ChannelResult:
+        """One decode step of a channel-sparse gated MLP (TEAL / WiSparse; R-Sparse with `lowrank`)."""
         ...
 
 

@@ -10,8 +10,8 @@ from typing import Optional
 
 import torch
 
-from sparseinfer_kernels.channels import (ChannelResult, PreparedLinear, channel_linear_reference, channel_mlp_reference,
-                                         prepare_linear_common)
+from sparseinfer_kernels.channels import (ChannelResult, LowRank, PreparedLinear, channel_linear_reference,
+                                         channel_mlp_reference, prepare_linear_common, prepare_lowrank_common)
 from sparseinfer_kernels.interface import (
     ACT_SILU,
     COMP,
@@ -118,8 +118,13 @@ class TorchBackend:
                        scale: Optional[torch.Tensor] = None, with_counts: bool = False) -> ChannelResult:
         return channel_linear_reference(prep, x, threshold=threshold, scale=scale, with_counts=with_counts)
 
+    def prepare_lowrank(self, a: torch.Tensor, u: torch.Tensor) -> LowRank:
+        """A projection's rank-r remainder (a = diag(S_r) V_r^T, u = U_r) in this backend's layout."""
+        return prepare_lowrank_common(self.prepare_linear, a, u)
+
     def channel_mlp(self, preps, x: torch.Tensor, *, thresholds, scales=(None, None, None), activation: str = "silu",
-                    with_counts: bool = False) -> ChannelResult:
-        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call."""
+                    lowrank=None, with_counts: bool = False) -> ChannelResult:
+        """The decode step of a channel-sparse MLP block (gate, up, act * up, down) in one call,
+        with each projection's low-rank remainder where `lowrank` gives one (R-Sparse)."""
         return channel_mlp_reference(preps, x, thresholds=thresholds, scales=scales, activation=activation,
-                                     with_counts=with_counts)
+                                     lowrank=lowrank, with_counts=with_counts)

@@ -59,7 +59,7 @@ def _register() -> None:
     from sparseinfer_dse.cli.synthetic import synthetic_build_command
 
     app.command("search", short_help="Search per-layer sparsity profiles for the Pareto front of (latency, accuracy).")(search_command)
-    app.command("calibrate", short_help="Calibrate cats/teal/wisparse thresholds on a model (cached).")(calibrate_command)
+    app.command("calibrate", short_help="Calibrate cats/teal/wisparse/rsparse thresholds on a model (cached).")(calibrate_command)
     app.command("export", short_help="Export a profile from a search (fastest within an accuracy loss, ...).")(export_command)
     app.command("verify", short_help="Measure a search's front, seeds and dense again, together (verified.csv).")(verify_command)
     app.command("report", short_help="Redraw a search's HTML report and plots.")(report_command)

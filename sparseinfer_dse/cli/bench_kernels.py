@@ -21,6 +21,18 @@ def _split(values: Optional[list[str]]) -> list[str]:
     return out
 
 
+def _ranks(values: Optional[list[str]]) -> list[int]:
+    try:
+        return [int(v) for v in _split(values)] or [0]
+    except ValueError:
+        raise UserError(f"--rank must be whole numbers, got {values!r}") from None
+
+
+def _label(row: dict[str, Any]) -> str:
+    """'teal', or 'rsparse r32' for an rsparse row."""
+    return row["method"] + (f" r{row['rank']}" if row.get("rank") is not None else "")
+
+
 def parse_shapes(values: Optional[list[str]]) -> list[tuple[int, int]]:
     shapes = []
     for s in _split(values):
@@ -65,13 +77,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def format_method_table(rows: list[dict[str, Any]]) -> str:
-    """The table of `--method cats|teal|wisparse` rows."""
-    head = (f"{'method':<9}{'dtype':<9}{'d x k':>12}{'target':>7}{'skip':>6}{'dense ms':>10}{'sparse ms':>10}"
+    """The table of `--method cats|teal|wisparse|rsparse` rows."""
+    head = (f"{'method':<12}{'dtype':<9}{'d x k':>12}{'target':>7}{'skip':>6}{'dense ms':>10}{'sparse ms':>10}"
             f"{'p10-p90':>13}{'speedup':>8}{'ideal':>7}{'of id.':>7}{'GB/s':>6}{'limit':>6}{'ratio':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['method']:<9}{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['skipped']:>6.2f}"
+            f"{_label(r):<12}{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['skipped']:>6.2f}"
             f"{r['dense_ms']:>10.2f}{r['sparse_ms']:>10.2f}{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}"
             f"{r['speedup']:>7.2f}x{r['ideal']:>6.2f}x{100 * r['ideal_ratio']:>6.0f}%{r['gbps']:>6.1f}"
             f"{r['limit_gbps']:>6.1f}{r['limit_ratio']:>6.2f}")
@@ -79,7 +91,8 @@ def format_method_table(rows: list[dict[str, Any]]) -> str:
 
 
 def bench_kernels_command(
-    method: Annotated[str, typer.Option("--method", help="sparseinfer (sign predictor + row-sparse MLP), cats (SiLU magnitude threshold), teal or wisparse (input-channel-sparse products).")] = "sparseinfer",
+    method: Annotated[str, typer.Option("--method", help="sparseinfer (sign predictor + row-sparse MLP), cats (SiLU magnitude threshold), teal or wisparse (input-channel-sparse products), rsparse (wisparse's products + a low-rank remainder of the skipped channels).")] = "sparseinfer",
+    rank: Annotated[Optional[list[str]], typer.Option("--rank", help="rsparse: ranks of the low-rank remainder, comma list (default 0: none).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="numba-cpu, numba-cuda or torch.")] = "numba-cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (comma list for several).")] = "float32",
     shape: Annotated[Optional[list[str]], typer.Option(
@@ -97,7 +110,7 @@ def bench_kernels_command(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows as a JSON list to FILE.")] = None,
 ) -> None:
     """Benchmark one MLP block: torch dense vs predictor + sparse kernels (fused, non-fused, no AS),
-    or with --method cats|teal|wisparse a SiLU block vs that method's kernels at each target sparsity
+    or with --method cats|teal|wisparse|rsparse a SiLU block vs that method's kernels at each target sparsity
     (speedup, its byte-ideal, bandwidth against the machine's streaming read). Sets
     OMP_WAIT_POLICY=PASSIVE unless it is set."""
     shapes = parse_shapes(shape)
@@ -118,7 +131,7 @@ def bench_kernels_command(
 
     bench = KernelBench(backend, tuple(_split([dtype])), tuple(shapes) or KernelBench.shapes,
                         tuple(sparsities) or KernelBench.sparsities, alpha, threshold, batch, threads, repeats,
-                        warmup, flush, seed, method)
+                        warmup, flush, seed, method, tuple(_ranks(rank)))
     total = bench.cases * repeats
     with tqdm(total=total, desc="bench kernels", unit="rep", disable=total < 20, leave=False) as bar:
         rows = run_kernel_bench(bench, progress=bar)

@@ -13,7 +13,7 @@ from sparseinfer_dse.cli.options import DeviceOpt, DtypeOpt, GgufFileOpt, JsonFl
 
 
 def calibrate_command(
-    method: Annotated[str, typer.Option(help="cats, teal or wisparse.")],
+    method: Annotated[str, typer.Option(help="cats, teal, wisparse or rsparse.")],
     model: ModelOpt = "demo",
     gguf_file: GgufFileOpt = None,
     calibration: Annotated[Optional[str], typer.Option(help="Calibration text: gsm8k (GSM8K train questions with their answers; the default), demo or a file.")] = None,
@@ -28,7 +28,7 @@ def calibrate_command(
     """Calibrate a method's thresholds on a model and print, per layer, what 50% sparsity resolves to.
 
     The dense model runs over the calibration text; each layer's scores (|act(gate)| for cats,
-    |x| for teal, |x| times the weight's column norm for wisparse) give the threshold for any target
+    |x| for teal, |x| times the weight's column norm for wisparse and rsparse) give the threshold for any target
     sparsity, and for wisparse the split of a layer's target between gate, up and down that keeps the
     block's output error lowest. Cached under $SPARSEINFER_DSE_CACHE/thresholds."""
     from sparseinfer_dse.engine.methods import get_method
@@ -37,7 +37,7 @@ def calibrate_command(
     from sparseinfer_dse.models.loading import ModelSpec, load_model
 
     if not get_method(method).calibrated:
-        raise UserError(f"--method {method} takes no calibration (choose cats, teal or wisparse)")
+        raise UserError(f"--method {method} takes no calibration (choose cats, teal, wisparse or rsparse)")
     if samples < 1 or max_tokens < 1:
         raise UserError("--samples and --max-tokens must be at least 1")
     lm = load_model(ModelSpec(model, gguf_file, device, dtype), tokenizer=True)

@@ -20,11 +20,13 @@ def search_command(
     name: Annotated[str, typer.Option(help="Study name (folder and optuna study).")] = "demo",
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: SQLite in the output folder); postgresql://user:password@host/db lets workers on many machines join one study (same --name).")] = None,
     space: Annotated[str, typer.Option(help="per-layer, early-block (one level on the first N layers) or groups:K.")] = "per-layer",
-    method: Annotated[Optional[str], typer.Option(help="sparseinfer (ReLU models; the default for them), or for SiLU models cats, teal or wisparse (calibrated thresholds, computed once and cached).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="sparseinfer (ReLU models; the default for them), or for SiLU models cats, teal, wisparse or rsparse (calibrated thresholds, computed once and cached; rsparse adds a low-rank remainder per layer).")] = None,
     alpha_range: Annotated[str, typer.Option(help="sparseinfer: alpha range low:high.")] = "0.95:1.10",
     alpha_step: Annotated[float, typer.Option(help="sparseinfer: alpha grid step.")] = 0.01,
-    sparsity_range: Annotated[str, typer.Option(help="cats/teal/wisparse: per-layer target sparsity range low:high.")] = "0.0:0.9",
-    sparsity_step: Annotated[float, typer.Option(help="cats/teal/wisparse: sparsity grid step.")] = 0.05,
+    sparsity_range: Annotated[str, typer.Option(help="cats/teal/wisparse/rsparse: per-layer target sparsity range low:high.")] = "0.0:0.9",
+    sparsity_step: Annotated[float, typer.Option(help="cats/teal/wisparse/rsparse: sparsity grid step.")] = 0.05,
+    rank_range: Annotated[str, typer.Option(help="rsparse: per-layer rank range low:high of the low-rank remainder (0 = none; at most the MLP's smaller side).")] = "0:64",
+    rank_step: Annotated[int, typer.Option(help="rsparse: rank grid step.")] = 16,
     sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp or random.")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fidelity: Annotated[Optional[str], typer.Option(help="full (lm-eval every trial), proxy, or staged (proxy, lm-eval near the front). Default: staged with --tasks, else proxy.")] = None,
@@ -55,7 +57,9 @@ def search_command(
     """Search per-layer sparsity profiles for the Pareto front of (decode latency, accuracy).
 
     The method (--method) sets what a layer's level means: SparseInfer's alpha on ReLU models, a
-    target sparsity for CATS, TEAL or WiSparse on SiLU models (Llama, Qwen, SmolLM2). Latency is
+    target sparsity for CATS, TEAL, WiSparse or R-Sparse on SiLU models (Llama, Qwen, SmolLM2), and
+    for R-Sparse a rank per layer too (the skipped channels go through a rank-r SVD of the weight,
+    computed once and cached). Latency is
     measured on the device (batch 1, interleaved with dense); accuracy by the KL proxy, lm-eval
     (--tasks), or both (staged); `--model demo` defaults to staged `demo_arith` (limit 100, alpha
     0.85:1.10). The first trials are the method's seeds: uniform 1.00 and the paper's heuristic

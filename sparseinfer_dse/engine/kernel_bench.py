@@ -25,7 +25,7 @@ from sparseinfer_kernels.api import get_backend
 from sparseinfer_kernels.synthetic import synthetic_mlp
 
 from sparseinfer_dse.engine.bench_timing import ROTATIONS, llc_bytes, pct, reader, threads_of, time_interleaved
-from sparseinfer_dse.engine.method_bench import bench_method_one
+from sparseinfer_dse.engine.method_bench import METHODS, bench_method_one
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.machine import set_threads
 
@@ -52,19 +52,24 @@ class KernelBench:
     warmup: int = 2
     flush: bool = True
     seed: int = 0
-    method: str = "sparseinfer"  # or cats / teal / wisparse (engine/method_bench.py)
+    method: str = "sparseinfer"  # or cats / teal / wisparse / rsparse (engine/method_bench.py)
+    ranks: tuple[int, ...] = (0,)  # rsparse: the low-rank remainder's ranks (one row per rank)
 
     @property
     def cases(self) -> int:
-        return len(self.dtypes) * len(self.shapes) * len(self.sparsities)
+        return len(self.dtypes) * len(self.shapes) * len(self.sparsities) * len(self.ranks)
 
 
 def run_kernel_bench(bench: KernelBench, progress: Any = None) -> list[dict[str, Any]]:
     """One JSON row per (dtype, shape, sparsity); `progress` (a tqdm bar) advances once per repeat."""
     import torch
 
-    if bench.method not in ("sparseinfer", "cats", "teal", "wisparse"):
-        raise UserError(f"--method {bench.method!r}: use sparseinfer, cats, teal or wisparse")
+    if bench.method not in ("sparseinfer", *METHODS):
+        raise UserError(f"--method {bench.method!r}: use sparseinfer, {', '.join(METHODS)}")
+    if bench.ranks != (0,) and bench.method != "rsparse":
+        raise UserError("--rank is rsparse's (the rank of its low-rank remainder)")
+    if any(r < 0 for r in bench.ranks) or any(r > min(s) for r in bench.ranks for s in bench.shapes):
+        raise UserError("--rank must be >= 0 and at most the smaller side of every --shape")
     bad = [d for d in bench.dtypes if d not in DTYPES]
     if bad:
         raise UserError(f"--dtype {bad[0]!r}: use float32, float16 or bfloat16")
@@ -87,7 +92,9 @@ def run_kernel_bench(bench: KernelBench, progress: Any = None) -> list[dict[str,
                     rows.append(bench_one(be, device, d, k, sp, getattr(torch, name), alpha=bench.alpha,
                                           threshold=bench.threshold, **common))
                 else:
-                    rows.append(bench_method_one(be, device, bench.method, d, k, sp, getattr(torch, name), **common))
+                    for r in bench.ranks:
+                        rows.append(bench_method_one(be, device, bench.method, d, k, sp, getattr(torch, name),
+                                                     rank=r, **common))
     return rows
 
 

@@ -7,7 +7,10 @@ inputs, so each projection skips the target fraction:
 - `cats`: the row-sparse MLP kernel without prediction, SiLU magnitude threshold (gate read in full,
   up and down for the kept rows);
 - `teal`: three input-channel-sparse products (gate and up skip small |x_j|, down small |h_i|);
-- `wisparse`: the same with the scores scaled by the weights' column norms.
+- `wisparse`: the same with the scores scaled by the weights' column norms;
+- `rsparse`: wisparse's scores, plus each projection's rank-r remainder of the skipped channels
+  (the SVD factors of the random weights), timed as the engine runs it: one `channel_mlp` call
+  whose down threshold is set on the dense intermediate (so down skips about the target).
 
 Every round also runs torch's dense block (F.linear gate/up, SiLU, down) and two streaming reads
 (the dense block's bytes, and the bytes the method must touch), interleaved, caches flushed before
@@ -24,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from sparseinfer_dse.engine.bench_timing import ROTATIONS, llc_bytes, pct, reader, threads_of, time_interleaved
+from sparseinfer_dse.engine.lowrank import svd_factors
 
-METHODS = ("cats", "teal", "wisparse")
+METHODS = ("cats", "teal", "wisparse", "rsparse")
 
 
 def _quantile(v: torch.Tensor, q: float) -> float:
@@ -33,8 +37,9 @@ def _quantile(v: torch.Tensor, q: float) -> float:
 
 
 def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity: float, dtype, *, batch: int,
-                     repeats: int, warmup: int, flush: bool, seed: int, progress=None) -> dict[str, Any]:
-    """Time dense vs `method` at one shape and target sparsity; returns one JSON row."""
+                     repeats: int, warmup: int, flush: bool, seed: int, rank: int = 0,
+                     progress=None) -> dict[str, Any]:
+    """Time dense vs `method` at one shape and target sparsity (rsparse: and `rank`); one JSON row."""
     g = torch.Generator().manual_seed(seed)
     wg = (torch.randn(k, d, generator=g) / d ** 0.5).to(dtype).to(device)
     wu = (torch.randn(k, d, generator=g) / d ** 0.5).to(dtype).to(device)
@@ -64,7 +69,7 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
                       for xi in xs]
     else:
         preps = {n: backend.prepare_linear(w) for n, w in (("gate", wg), ("up", wu), ("down", wd))}
-        if method == "wisparse":
+        if method in ("wisparse", "rsparse"):
             scale = {n: w.float().norm(dim=0).to(device) for n, w in (("gate", wg), ("up", wu), ("down", wd))}
         else:
             scale = {"gate": None, "up": None, "down": None}
@@ -89,6 +94,21 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
         sparse_bytes = sum(kf * k * d * es for kf in kept_frac)
         extra = sum(p.extra_bytes for p in preps.values())
         sparse_fns = [run_block(xi, hi) for xi, hi in zip(xs, h_in)]
+        if method == "rsparse":
+            lrs = None
+            if rank:
+                lrs = []
+                for w in (wg, wu, wd):
+                    a, u = svd_factors(w, rank)
+                    lrs.append(backend.prepare_lowrank(a.to(dtype).to(device), u.to(dtype).to(device)))
+                # the remainder reads r values per skipped channel and all of u (r x n_out) per projection
+                sparse_bytes += sum(((1 - kf) * n_in + n_out) * rank * es
+                                    for kf, n_in, n_out in zip(kept_frac, (d, d, k), (k, k, d)))
+                extra += sum(lr.extra_bytes for lr in lrs)
+            order = (preps["gate"], preps["up"], preps["down"])
+            thr3, sc3 = (thr["gate"], thr["up"], thr["down"]), (scale["gate"], scale["up"], scale["down"])
+            sparse_fns = [(lambda xi=xi: backend.channel_mlp(order, xi, thresholds=thr3, scales=sc3, lowrank=lrs))
+                          for xi in xs]
 
     fns: dict[str, list[Callable[[], Any]]] = {"dense": [dense(xi) for xi in xs], "sparse": sparse_fns}
     fns["read_dense"] = [reader(dense_bytes, device)] * ROTATIONS
@@ -96,7 +116,7 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
     times, flushed = time_interleaved(fns, device, repeats=repeats, warmup=warmup, flush=flush, progress=progress)
     med = {n: float(np.median(v)) * 1e3 for n, v in times.items()}
     row: dict[str, Any] = dict(
-        method=method, backend=backend.name, device=device, dtype=str(dtype).replace("torch.", ""), d=d, k=k,
+        method=method, rank=rank if method == "rsparse" else None, backend=backend.name, device=device, dtype=str(dtype).replace("torch.", ""), d=d, k=k,
         batch=batch, sparsity=sparsity, skipped=skipped, repeats=repeats, flush=flush, flush_bytes=flushed,
         llc_bytes=llc_bytes() if device == "cpu" else None, rotations=ROTATIONS, threads=threads_of(device),
     )

@@ -9,6 +9,10 @@
 - `wisparse`: like teal, but a channel's score is |x_j| * ||W[:, j]||_2 (weight-aware), and the
   layer's target is split between gate, up and down to minimise the block's output error on
   calibration data. Knob: the layer's target sparsity (the mean over its three projections).
+- `rsparse` (R-Sparse): channels scored as wisparse's, each projection skipping the layer's target
+  fraction; the skipped channels are not dropped but go through a rank-r SVD approximation of the
+  weight (y = W (x * m) + U_r S_r V_r^T (x * (1 - m))). Knobs: the target sparsity and the rank r
+  (0 = no remainder), per layer.
 
 Thresholds for a target sparsity come from calibration (engine/thresholds.py): the method's score
 distribution on calibration text, per layer and projection.
@@ -39,6 +43,7 @@ class Method:
     knob: str  # "alpha" or "sparsity": what a profile's per-layer level means
     projections: tuple[str, ...]  # calibrated thresholds, one per projection (none for sparseinfer)
     for_silu: bool  # made for models without exact zeros (SiLU/GELU); sparseinfer needs ReLU
+    ranked: bool = False  # takes a per-layer rank as well (rsparse's low-rank remainder)
 
     @property
     def calibrated(self) -> bool:
@@ -62,13 +67,25 @@ class Method:
             raise ProfileError(f"{where} is {v:g}: a {self.name} sparsity must be in [0, {SPARSITY_MAX:g}]")
         return v
 
+    def check_rank(self, rank: Any, where: str = "rank") -> Optional[int]:
+        """A valid rank as int (None = no remainder, as 0), or a ProfileError (also for a method without ranks)."""
+        if rank is None:
+            return None
+        if not self.ranked:
+            raise ProfileError(f"{where}: {self.name} takes no rank (only {', '.join(RANKED)} does)")
+        if isinstance(rank, bool) or not isinstance(rank, (int, float)) or rank != int(rank) or rank < 0:
+            raise ProfileError(f"{where} must be a whole number >= 0 (0 = no low-rank remainder), not {rank!r}")
+        return int(rank)
+
 
 METHODS: dict[str, Method] = {
     "sparseinfer": Method("sparseinfer", "alpha", (), for_silu=False),
     "cats": Method("cats", "sparsity", ("act",), for_silu=True),
     "teal": Method("teal", "sparsity", ("gate", "up", "down"), for_silu=True),
     "wisparse": Method("wisparse", "sparsity", ("gate", "up", "down"), for_silu=True),
+    "rsparse": Method("rsparse", "sparsity", ("gate", "up", "down"), for_silu=True, ranked=True),
 }
+RANKED = ("rsparse",)
 SILU_METHODS = tuple(n for n, m in METHODS.items() if m.for_silu)
 
 

@@ -3,7 +3,8 @@
 A profile is saved as versioned JSON with the identity of the model it was made for, so it is never
 applied to another model by accident. Version 2 names a method per layer (engine/methods.py) and,
 for the calibrated methods, carries the thresholds its levels resolve to and the calibration they
-came from, so it applies the same way anywhere. Version-1 files (alphas only) load as `sparseinfer`.
+came from, so it applies the same way anywhere; a ranked method (rsparse) adds a rank per layer.
+Version-1 files (alphas only) load as `sparseinfer`.
 Loading validates everything and says what is wrong.
 """
 
@@ -51,6 +52,7 @@ class Profile:
     methods: Union[str, tuple[str, ...]] = "sparseinfer"  # one for every layer, or one per layer
     thresholds: Optional[tuple[Thresholds, ...]] = None  # resolved thresholds per layer (calibrated methods)
     calibration: Optional[dict[str, Any]] = None  # identity of the calibration the thresholds came from
+    ranks: Optional[tuple[Optional[int], ...]] = None  # per layer: the low-rank remainder's rank (rsparse)
 
     def __post_init__(self) -> None:
         if len(self.levels) == 0:
@@ -68,6 +70,15 @@ class Profile:
                 raise ProfileError(f"profile has {n} levels but thresholds for {len(self.thresholds)} layers")
             thr = tuple(_check_thresholds(t, f"layer {i} thresholds") for i, t in enumerate(self.thresholds))
             object.__setattr__(self, "thresholds", thr if any(t is not None for t in thr) else None)
+        if self.ranks is not None:
+            if len(self.ranks) != n:
+                raise ProfileError(f"profile has {n} levels but ranks for {len(self.ranks)} layers")
+            ranks = tuple(s.check_rank(r, f"layer {i} rank") for i, (s, r) in enumerate(zip(specs, self.ranks)))
+            object.__setattr__(self, "ranks", ranks if any(r for r in ranks) else None)
+
+    def rank_of(self, layer: int) -> int:
+        """The layer's low-rank remainder rank (0: none)."""
+        return (self.ranks[layer] or 0) if self.ranks is not None else 0
 
     @property
     def num_layers(self) -> int:
@@ -93,10 +104,12 @@ class Profile:
     # ---- builders -------------------------------------------------------------------------
     @classmethod
     def uniform(cls, num_layers: int, level: float, model: Optional[ModelIdentity] = None,
-                method: str = "sparseinfer") -> "Profile":
-        """The same level on every layer (named uniform-1 for alpha 1.00, uniform-50% for sparsity 0.5)."""
+                method: str = "sparseinfer", rank: Optional[int] = None) -> "Profile":
+        """The same level (and rank) on every layer (named uniform-1 for alpha 1.00, uniform-50% for
+        sparsity 0.5)."""
         label = f"{level:g}" if get_method(method).knob == "alpha" else f"{level * 100:g}%"
-        return cls(tuple([level] * num_layers), model, f"uniform-{label}", methods=method)
+        ranks = None if rank is None else tuple([rank] * num_layers)
+        return cls(tuple([level] * num_layers), model, f"uniform-{label}", methods=method, ranks=ranks)
 
     @classmethod
     def dense(cls, num_layers: int, model: Optional[ModelIdentity] = None, method: str = "sparseinfer") -> "Profile":
@@ -117,6 +130,8 @@ class Profile:
         layers = []
         for i, (m, a) in enumerate(zip(self.methods, self.levels)):
             row: dict[str, Any] = {"method": m, get_method(m).knob: a}
+            if get_method(m).ranked:
+                row["rank"] = self.rank_of(i)
             if self.thresholds is not None and self.thresholds[i] is not None:
                 row["thresholds"] = self.thresholds[i]
             layers.append(row)
@@ -143,7 +158,7 @@ class Profile:
             if not isinstance(levels, list):
                 raise ProfileError(f"{where}: 'alphas' must be a list with one alpha (or null) per layer")
             methods: Any = "sparseinfer"
-            thresholds = None
+            thresholds = ranks = None
         elif fmt == FORMAT and version == VERSION:
             layers = data.get("layers")
             if not isinstance(layers, list) or not all(isinstance(r, dict) for r in layers):
@@ -155,6 +170,7 @@ class Profile:
             levels = [r.get(get_method(m).knob) for r, m in zip(layers, methods)]
             has = [r.get("thresholds") for r in layers]
             thresholds = tuple(has) if any(t is not None for t in has) else None
+            ranks = tuple(r.get("rank") for r in layers)
         elif fmt in (FORMAT, V1_FORMAT):
             raise ProfileError(f"{where}: unknown profile format version {version!r} (this tool reads 1 and {VERSION})")
         else:
@@ -175,7 +191,8 @@ class Profile:
         if calibration is not None and not isinstance(calibration, dict):
             raise ProfileError(f"{where}: 'calibration' must be an object")
         try:
-            return cls(tuple(levels), ident, str(data.get("name", "")), metrics, methods, thresholds, calibration)
+            return cls(tuple(levels), ident, str(data.get("name", "")), metrics, methods, thresholds, calibration,
+                       ranks)
         except ProfileError as exc:
             raise ProfileError(f"{where}: {exc}") from None
 
@@ -227,7 +244,10 @@ def parse_alpha_list(text: str) -> list[float]:
 
 
 def levels_repr(profile: "Profile") -> str:
-    """'sparseinfer alpha: 1.030 1.000 dense ...' (or 'teal sparsity: 50% 70% ...')."""
+    """'sparseinfer alpha: 1.030 1.000 dense ...' (or 'teal sparsity: 50% 70% ...', 'rsparse
+    sparsity: 50%/r32 ...' with ranks)."""
     pct = profile.knob == "sparsity"
-    vals = " ".join("dense" if a is None else (f"{a * 100:.0f}%" if pct else f"{a:.3f}") for a in profile.levels)
+    vals = " ".join("dense" if a is None else (f"{a * 100:.0f}%" if pct else f"{a:.3f}")
+                    + (f"/r{profile.rank_of(i)}" if a is not None and profile.rank_of(i) else "")
+                    for i, a in enumerate(profile.levels))
     return f"{profile.method} {profile.knob}: {vals}"

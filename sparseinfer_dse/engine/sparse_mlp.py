@@ -8,7 +8,9 @@ Decode steps (one new token per sequence) run the layer's method through the ker
   the layer's threshold skip up and down;
 - `teal` / `wisparse`: three input-channel-sparse products (gate and up skip the MLP input's small
   channels, down the intermediate's), each with its own threshold (and, for wisparse, the weight's
-  column norms as channel scales), in one kernel call per layer (`channel_mlp`).
+  column norms as channel scales), in one kernel call per layer (`channel_mlp`);
+- `rsparse`: wisparse's call, plus for each projection the rank-r remainder of the channels it
+  skips (`lowrank.py`; the factors come from the handle's cached SVD, else are computed here).
 
 A layer whose level is None runs dense. Weights are laid out for a method the first time a layer
 needs it (`ensure_prepared`). The channel methods need W^T of each projection; by default it is a
@@ -28,11 +30,12 @@ import torch
 from torch import nn
 
 from sparseinfer_dse.engine.layer_stats import LayerCounts
+from sparseinfer_dse.engine.lowrank import PROJECTIONS, LowRankFactors, svd_factors
 from sparseinfer_dse.engine.methods import get_method
-from sparseinfer_dse.engine.thresholds import column_norms
+from sparseinfer_dse.engine.thresholds import WEIGHTED, column_norms
 from sparseinfer_dse.models.discovery import GatedMLP
 
-CHANNEL_METHODS = ("teal", "wisparse")
+CHANNEL_METHODS = ("teal", "wisparse", "rsparse")
 
 
 @dataclass
@@ -72,7 +75,10 @@ class SparseMLP(nn.Module):
         self.alpha: Optional[float] = None  # the layer's level: alpha, or a target sparsity
         self.thresholds: dict[str, float] = {}
         self._prep: Any = None  # row-sparse MLP layout (sparseinfer, cats)
-        self._channels: Optional[dict[str, Any]] = None  # channel layouts and scales (teal, wisparse)
+        self._channels: Optional[dict[str, Any]] = None  # channel layouts and scales (teal, wisparse, rsparse)
+        self.rank = 0  # rsparse: the low-rank remainder's rank (0 = none)
+        self.factors: Optional[LowRankFactors] = None  # the model's cached SVD factors (set by the handle)
+        self._lowrank: dict[int, tuple[Any, Any, Any]] = {}  # rank -> prepared remainders (gate, up, down)
         self.stats = LayerStats(LayerCounts(self.count_rows))
         self.observer: Optional[Callable[["SparseMLP", torch.Tensor, Any], None]] = None
 
@@ -103,6 +109,7 @@ class SparseMLP(nn.Module):
             out += sum(int(n.numel()) * 4 for n in self._channels["norms"].values())
             if not self._channels["shared"]:
                 out += sum(p.extra_bytes for p in self._channels["prep"].values())
+        out += sum(lr.extra_bytes for lrs in self._lowrank.values() for lr in lrs)
         return out
 
     def ensure_prepared(self, method: str) -> None:
@@ -126,8 +133,23 @@ class SparseMLP(nn.Module):
                               "tuple": (preps["gate"], preps["up"], preps["down"])}
         return self._channels
 
-    def set_level(self, method: str, level: Optional[float], thresholds: Optional[dict[str, float]]) -> None:
-        """Switch this layer to `method` at `level` (None = dense) with its resolved thresholds."""
+    def lowrank(self, rank: int) -> tuple[Any, Any, Any]:
+        """The gate, up and down remainders at `rank`, laid out for the backend on first use."""
+        if rank not in self._lowrank:
+            if self.factors is not None and rank <= self.factors.max_rank:
+                f = self.factors.at(self.index, rank)
+            else:
+                m = self.mlp
+                f = {p: svd_factors(lin.weight, rank) for p, lin in zip(PROJECTIONS, (m.gate, m.up, m.down))}
+            w = self.mlp.gate.weight
+            self._lowrank[rank] = tuple(self.backend.prepare_lowrank(a.to(w.dtype).to(w.device), u.to(w.dtype).to(w.device))
+                                        for a, u in (f[p] for p in PROJECTIONS))
+        return self._lowrank[rank]
+
+    def set_level(self, method: str, level: Optional[float], thresholds: Optional[dict[str, float]],
+                  rank: int = 0) -> None:
+        """Switch this layer to `method` at `level` (None = dense) with its resolved thresholds (and,
+        for rsparse, the rank of its low-rank remainder)."""
         spec = get_method(method)
         if spec.calibrated and self.mlp.activation.kind not in ("silu", "relu", "fatrelu"):
             raise ValueError(f"{method} needs a SiLU or ReLU MLP; layer {self.index} has {self.mlp.activation.kind}")
@@ -136,12 +158,20 @@ class SparseMLP(nn.Module):
         if method != self.method and (method in CHANNEL_METHODS) != (self.method in CHANNEL_METHODS):
             self.method = method
             self.stats = LayerStats(LayerCounts(self.count_rows))
+        if rank and not spec.ranked:
+            raise ValueError(f"layer {self.index}: {method} takes no rank")
+        if rank > min(self.mlp.d, self.k):
+            raise ValueError(f"layer {self.index}: rank {rank} is above the projections' smaller side "
+                             f"({min(self.mlp.d, self.k)})")
         self.method, self.alpha, self.thresholds = method, level, dict(thresholds or {})
+        self.rank = rank if level is not None else 0
         if level is not None:
             self.ensure_prepared(method)
+            if self.rank:
+                self.lowrank(self.rank)
             if method in CHANNEL_METHODS:
                 ch = self._channels
-                ch["scale"] = ch["norms"] if method == "wisparse" else {"gate": None, "up": None, "down": None}
+                ch["scale"] = ch["norms"] if method in WEIGHTED else {"gate": None, "up": None, "down": None}
 
     def _dense_decode(self, x: torch.Tensor) -> torch.Tensor:
         if not self.decode_relu or self.method != "sparseinfer":
@@ -186,7 +216,8 @@ class SparseMLP(nn.Module):
         res = self.backend.channel_mlp(
             ch["tuple"], x, thresholds=(thr["gate"], thr["up"], thr["down"]),
             scales=(ch["scale"]["gate"], ch["scale"]["up"], ch["scale"]["down"]),
-            activation="silu" if self.mlp.activation.kind == "silu" else "relu", with_counts=want)
+            activation="silu" if self.mlp.activation.kind == "silu" else "relu",
+            lowrank=self._lowrank[self.rank] if self.rank else None, with_counts=want)
         if want:
             c = self.stats.counts
             c.kernel = True

@@ -1,10 +1,11 @@
 """`sparsify(model, profile, backend=...)`: swap every decoder MLP for a SparseMLP, undoably.
 
 Weights are laid out once per method a layer runs (sign bits and W_down^T for sparseinfer and
-cats, W^T of each projection for teal and wisparse); a new profile is applied with `set_profile`
+cats, W^T of each projection for teal, wisparse and rsparse, and rsparse's low-rank remainders
+at each rank used); a new profile is applied with `set_profile`
 without preparing again, which is what a search does between trials. Calibrated methods resolve a
 layer's target sparsity to thresholds through the handle's `ThresholdTable` unless the profile
-carries its own.
+carries its own; rsparse's SVD factors come from `add_factors` (a cache) or are computed per layer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from sparseinfer_dse.engine.layer_stats import LayerCounts
+from sparseinfer_dse.engine.lowrank import LowRankFactors
 from sparseinfer_dse.engine.methods import SILU_METHODS, get_method
 from sparseinfer_dse.engine.profile import Profile, ProfileError
 from sparseinfer_dse.engine.sparse_mlp import EngineOptions, LayerStats, SparseMLP
@@ -72,6 +74,13 @@ class SparsifiedModel:
             raise ProfileError(f"the {table.method} calibration has {table.num_layers} layers, the model {len(self.layers)}")
         self.tables[table.method] = table
 
+    def add_factors(self, factors: LowRankFactors) -> None:
+        """SVD factors of every layer (rsparse's remainders up to factors.max_rank come from them)."""
+        if factors.num_layers != len(self.layers):
+            raise ProfileError(f"the low-rank factors have {factors.num_layers} layers, the model {len(self.layers)}")
+        for layer in self.layers:
+            layer.factors = factors
+
     def resolve(self, profile: Profile) -> Profile:
         """`profile` with every calibrated layer's thresholds filled in (the profile's own win)."""
         if len(profile.levels) != len(self.layers):
@@ -87,8 +96,8 @@ class SparsifiedModel:
         profile = self.resolve(profile)
         self.profile = profile
         thresholds = profile.thresholds or (None,) * len(self.layers)
-        for layer, m, a, t in zip(self.layers, profile.methods, profile.levels, thresholds):
-            layer.set_level(m, a, t)
+        for i, (layer, m, a, t) in enumerate(zip(self.layers, profile.methods, profile.levels, thresholds)):
+            layer.set_level(m, a, t, profile.rank_of(i))
 
     def configure(self, **switches: bool) -> None:
         """Set EngineOptions fields (fused, actual_sparsity, predict, enabled, collect) for all layers."""
@@ -144,13 +153,15 @@ class SparsifiedModel:
 
 def sparsify(target: Any, profile: Union[Profile, Sequence[Optional[float]], None] = None, backend: str = "auto",
              *, method: str = "sparseinfer", tables: Sequence[ThresholdTable] = (),
+             factors: Optional[LowRankFactors] = None,
              decode_activation: Optional[str] = None, fused: bool = True, actual_sparsity: bool = True,
              share_weights: bool = False, allow_model_mismatch: bool = False) -> SparsifiedModel:
     """Make every decoder MLP of `target` (a LoadedModel or a transformers model) a SparseMLP.
 
     `profile` gives one level per layer (None = dense layer); default: uniform alpha 1.00 for
     sparseinfer, every layer dense for the other methods (`method`). Calibrated methods need
-    `tables` (or thresholds in the profile). SparseInfer on SiLU/GELU models needs
+    `tables` (or thresholds in the profile); rsparse's ranks read `factors` (else each layer
+    computes its SVD when first asked for a rank). SparseInfer on SiLU/GELU models needs
     `decode_activation="relu"` (it changes the model, so it is never implied). `share_weights`:
     the channel methods' W^T replaces the model's weights instead of sitting beside them (less
     memory, slower dense matmuls; see sparse_mlp.py).
@@ -189,6 +200,8 @@ def sparsify(target: Any, profile: Union[Profile, Sequence[Optional[float]], Non
     handle = SparsifiedModel(model, layers, originals, name, options, notice, mlps[0].activation)
     for table in tables:
         handle.add_table(table)
+    if factors is not None:
+        handle.add_factors(factors)
     handle.set_profile(profile)
     for layer_mod, wrapper in zip(decoder_layers(model), layers):
         layer_mod.mlp = wrapper

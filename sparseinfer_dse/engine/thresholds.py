@@ -11,7 +11,9 @@ the block the same way). Scores:
 
 - cats "act": |act(gate x)|;
 - teal "gate"/"up": |x|, "down": |h| with h = act(gate x) * up x;
-- wisparse: the teal scores times the column norm ||W[:, j]||_2 of the projection's weight.
+- wisparse and rsparse: the teal scores times the column norm ||W[:, j]||_2 of the projection's
+  weight (R-Sparse's per-channel `scale`, the row norms of V diag(S), is the same number); rsparse
+  gives each projection the layer's target (no split).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sparseinfer_dse.models.discovery import GatedMLP
 
 GRID = np.round(np.arange(0.0, SPARSITY_MAX + 1e-9, 0.01), 2)  # target sparsities with a stored quantile
 GREEDY_STEP = 0.05
+WEIGHTED = ("wisparse", "rsparse")  # methods whose channel scores are scaled by the weights' column norms
 GREEDY_TOKENS = 256  # calibration positions per layer the greedy split is judged on
 
 
@@ -68,7 +71,7 @@ class _LayerMath:
         self.act = mlp.module.act_fn
         self.wg, self.wu, self.wd = (w.weight.detach().float().cpu() for w in (mlp.gate, mlp.up, mlp.down))
         ones = lambda w: torch.ones(w.shape[1])  # noqa: E731
-        if method == "wisparse":
+        if method in WEIGHTED:
             self.scale = {"gate": column_norms(self.wg), "up": column_norms(self.wu), "down": column_norms(self.wd)}
         else:
             self.scale = {"gate": ones(self.wg), "up": ones(self.wu), "down": ones(self.wd)}

@@ -1,8 +1,8 @@
 """The model a search (or its verification) measures: loaded, its method chosen, calibrated, sparsified.
 
 One function so that the search's workers and `verify` set the model up the same way: the same
-method (as given, else sparseinfer where it applies), and the same calibrated thresholds (from the
-cache after the first worker computed them).
+method (as given, else sparseinfer where it applies), and the same calibrated thresholds and, for
+rsparse, SVD factors (from the cache after the first worker computed them).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 from sparseinfer_dse.engine.methods import get_method
 from sparseinfer_dse.engine.sparsify import SparsifiedModel, sparsify
+from sparseinfer_dse.errors import OptionError
+from sparseinfer_dse.eval.lowrank_cache import lowrank_factors
 from sparseinfer_dse.eval.threshold_calibration import CalibrationSpec, calibrate
 from sparseinfer_dse.machine import set_threads
 from sparseinfer_dse.models.loading import LoadedModel, ModelSpec, load_model
@@ -42,4 +44,11 @@ def load_search_model(opts: SearchOptions, say: Optional[Callable[..., None]] = 
     if get_method(method).calibrated:
         spec = CalibrationSpec(text=opts.calibration, data_dir=opts.data_dir)
         tables.append(calibrate(lm, method, spec, progress=progress, say=say))
-    return SearchModel(lm, sparsify(lm, None, opts.backend, method=method, tables=tables), method)
+    factors = None
+    if get_method(method).ranked:
+        grid, side = opts.grid_for(method), min(lm.mlps[0].d, lm.mlps[0].k)
+        if grid.rank_high > side:
+            raise OptionError("rank_range", f"{{rank_range}} goes up to {grid.rank_high}, above this model's "
+                              f"MLP projections' smaller side ({side})")
+        factors = lowrank_factors(lm, grid.rank_high, progress=progress, say=say)
+    return SearchModel(lm, sparsify(lm, None, opts.backend, method=method, tables=tables, factors=factors), method)

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Optional
 
 from sparseinfer_dse.engine.sparsify import BACKEND_CHOICES
 from sparseinfer_dse.errors import OptionError, UserError
-from sparseinfer_dse.engine.methods import METHODS, SILU_METHODS
-from sparseinfer_dse.search.spaces import LevelGrid, parse_level_grid, parse_space
+from sparseinfer_dse.engine.methods import METHODS, RANKED, SILU_METHODS
+from sparseinfer_dse.search.spaces import LevelGrid, parse_level_grid, parse_rank_grid, parse_space
 
 FIDELITIES = ("full", "proxy", "staged")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -42,6 +42,8 @@ class SearchOptions:
     alpha_step: float = 0.01
     sparsity_range: str = "0.0:0.9"
     sparsity_step: float = 0.05
+    rank_range: str = "0:64"  # rsparse: the per-layer rank grid of the low-rank remainder
+    rank_step: int = 16
     sampler: str = "tpe"
     seed: int = 0
     fidelity: Optional[str] = None
@@ -104,6 +106,7 @@ class SearchOptions:
         parse_space(self.space)
         self.grid_for("sparseinfer")  # checks alpha_range and alpha_step
         self.grid_for(SILU_METHODS[0])  # checks sparsity_range and sparsity_step
+        self.grid_for(RANKED[0])  # checks rank_range and rank_step
         for key in ("calibration_samples", "latency_tokens", "latency_prompts", "latency_repeats", "batch_size"):
             if getattr(self, key) < 1:
                 raise OptionError(key, f"{{{key}}} must be at least 1")
@@ -115,10 +118,12 @@ class SearchOptions:
             raise OptionError("threads", "{threads} must be at least 1")
 
     def grid_for(self, method: str) -> LevelGrid:
-        """The level grid of `method`: alpha_range/alpha_step or sparsity_range/sparsity_step."""
+        """The level grid of `method`: alpha_range/alpha_step or sparsity_range/sparsity_step (and
+        rank_range/rank_step for a ranked method)."""
         if method == "sparseinfer":
             return parse_level_grid(self.alpha_range, self.alpha_step, method)
-        return parse_level_grid(self.sparsity_range, self.sparsity_step, method)
+        grid = parse_level_grid(self.sparsity_range, self.sparsity_step, method)
+        return parse_rank_grid(grid, self.rank_range, self.rank_step)
 
     def method_for(self, sparse_activation: bool, activation: str = "silu") -> str:
         """The method to search: as given, else sparseinfer where it applies (exact zeros, or the

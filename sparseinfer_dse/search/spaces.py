@@ -5,11 +5,14 @@ a target sparsity for the calibrated methods), turns a known profile back into t
 parameters so that seeds can be enqueued (the exact seed profile travels in user attrs), and
 names the method's seeds: uniform 1.00 and the paper's 1.03 early block for sparseinfer; dense and
 the uniform allocations at 30 / 50 / 70% (the methods' published settings) for the others.
+A ranked method (rsparse) pairs every level parameter with a rank parameter (`<key>_rank`, an
+integer on the rank grid) that applies to the same layers; its uniform seeds take the grid's
+middle rank.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -29,6 +32,26 @@ class LevelGrid:
     high: float
     step: float
     method: str = "sparseinfer"
+    rank_low: int = 0  # ranked methods: the rank grid rank_low..rank_high by rank_step (step 0: no ranks)
+    rank_high: int = 0
+    rank_step: int = 0
+
+    @property
+    def ranked(self) -> bool:
+        return self.rank_step > 0
+
+    @property
+    def mid_rank(self) -> int:
+        """The rank grid's middle value (the uniform seeds' rank)."""
+        n = (self.rank_high - self.rank_low) // self.rank_step
+        return self.rank_low + (n // 2) * self.rank_step
+
+    def snap_rank(self, r: int) -> int:
+        r = min(max(r, self.rank_low), self.rank_high)
+        return self.rank_low + round((r - self.rank_low) / self.rank_step) * self.rank_step
+
+    def suggest_rank(self, trial: Any, name: str) -> int:
+        return trial.suggest_int(name, self.rank_low, self.rank_high, step=self.rank_step)
 
     @property
     def knob(self) -> str:
@@ -74,6 +97,22 @@ def parse_level_grid(text: str, step: float, method: str = "sparseinfer") -> Lev
     return LevelGrid(low, high, step, method)
 
 
+def parse_rank_grid(grid: LevelGrid, text: str, step: int) -> LevelGrid:
+    """`grid` with the rank grid '0:64' by `step` (ranked methods only; others are returned as they are)."""
+    if not get_method(grid.method).ranked:
+        return grid
+    try:
+        low, high = (int(p) for p in text.replace(",", ":").split(":"))
+    except ValueError:
+        raise OptionError("rank_range", f"{{rank_range}} must look like 0:64 (whole numbers), not {text!r}") from None
+    if not 0 <= low < high:
+        raise OptionError("rank_range", f"{{rank_range}} needs 0 <= low < high, not {text!r}")
+    if not isinstance(step, int) or not 0 < step <= high - low or (high - low) % step:
+        raise OptionError("rank_step", f"{{rank_step}} must be a whole number that divides {{rank_range}} {text}, "
+                          f"not {step!r}")
+    return replace(grid, rank_low=low, rank_high=high, rank_step=step)
+
+
 class Space:
     name = "space"
 
@@ -87,31 +126,48 @@ class Space:
 
     def suggest(self, trial: Any) -> Profile:
         """The trial's profile (named after the space)."""
-        return Profile(self._alphas(trial), name=self.describe(), methods=self.method)
+        levels = self._alphas(trial)
+        ranks = self._ranks(trial, levels) if self.grid.ranked else None
+        return Profile(levels, name=self.describe(), methods=self.method, ranks=ranks)
 
     def seeds(self) -> dict[str, Profile]:
         """The profiles every study of this method starts with, by name."""
         if self.grid.knob == "alpha":
             return {"uniform-1.00": Profile.uniform(self.n, 1.0), "paper-1.03": Profile.paper(self.n, 1.03)}
         out = {"dense": Profile.dense(self.n, method=self.method)}
+        rank = self.grid.mid_rank if self.grid.ranked else None
         for s in UNIFORM_SEEDS:
-            out[f"uniform-{s * 100:.0f}%"] = Profile.uniform(self.n, s, method=self.method)
+            out[f"uniform-{s * 100:.0f}%"] = Profile.uniform(self.n, s, method=self.method, rank=rank)
         return out
 
     def _alphas(self, trial: Any) -> tuple[float, ...]:
         raise NotImplementedError
 
+    def _ranks(self, trial: Any, levels: tuple[float, ...]) -> tuple[int, ...]:
+        """Each layer's rank, from the rank parameter paired with the level parameter it took."""
+        raise NotImplementedError
+
     def params_for(self, profile: Profile) -> dict[str, Any]:
-        """The grid parameters closest to `profile` (dense layers count as the base level)."""
-        return self._params([self.grid.base if a is None else a for a in profile.levels])
+        """The grid parameters closest to `profile` (dense layers count as the base level and rank 0)."""
+        out = self._params([self.grid.base if a is None else a for a in profile.levels])
+        if self.grid.ranked:
+            ranks = [profile.rank_of(i) for i in range(self.n)]
+            out.update({f"{key}_rank": self.grid.snap_rank(round(float(np.mean([ranks[i] for i in layers]))))
+                        for key, layers in self._slots(out).items()})
+        return out
 
     def _params(self, vals: list[float]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _slots(self, params: dict[str, Any]) -> dict[str, list[int]]:
+        """Level parameter -> the layers it sets (what its paired rank parameter applies to)."""
         raise NotImplementedError
 
     def describe(self) -> str:
         g = self.grid
         what = "" if g.method == "sparseinfer" else f"{g.method}:"
-        return f"{what}{self.name}[{g.low:g}:{g.high:g}/{g.step:g}]x{self.n}"
+        ranks = f",rank[{g.rank_low}:{g.rank_high}/{g.rank_step}]" if g.ranked else ""
+        return f"{what}{self.name}[{g.low:g}:{g.high:g}/{g.step:g}{ranks}]x{self.n}"
 
 
 class PerLayer(Space):
@@ -125,6 +181,12 @@ class PerLayer(Space):
 
     def _params(self, vals):
         return {self._key(i): self.grid.snap(a) for i, a in enumerate(vals)}
+
+    def _slots(self, params):
+        return {self._key(i): [i] for i in range(self.n)}
+
+    def _ranks(self, trial, levels):
+        return tuple(self.grid.suggest_rank(trial, f"{self._key(i)}_rank") for i in range(self.n))
 
 
 class EarlyBlock(Space):
@@ -146,6 +208,16 @@ class EarlyBlock(Space):
         if self.grid.knob != "alpha":
             out["rest"] = self.grid.snap(rest)
         return out
+
+    def _slots(self, params):
+        first = params["first"]
+        return {self.grid.knob: list(range(first)) or [0], "rest": list(range(first, self.n)) or [self.n - 1]}
+
+    def _ranks(self, trial, levels):
+        first = trial.params["first"]
+        head = self.grid.suggest_rank(trial, f"{self.grid.knob}_rank")
+        rest = self.grid.suggest_rank(trial, "rest_rank")
+        return tuple([head] * first + [rest] * (self.n - first))
 
 
 class Groups(Space):
@@ -173,6 +245,17 @@ class Groups(Space):
 
     def _params(self, vals):
         return {f"g{j:02d}": self.grid.snap(float(np.mean([vals[i] for i in g]))) for j, g in enumerate(self.groups)}
+
+    def _slots(self, params):
+        return {f"g{j:02d}": g for j, g in enumerate(self.groups)}
+
+    def _ranks(self, trial, levels):
+        ranks = [0] * self.n
+        for j, g in enumerate(self.groups):
+            r = self.grid.suggest_rank(trial, f"g{j:02d}_rank")
+            for i in g:
+                ranks[i] = r
+        return tuple(ranks)
 
 
 def parse_space(text: str) -> tuple[str, Optional[int]]:

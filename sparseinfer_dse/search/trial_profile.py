@@ -36,10 +36,14 @@ LEVEL_PREFIXES = ("alpha_", "sparsity_", "level_")  # per-layer columns: alpha_0
 
 
 def level_columns(profile: Optional[Profile]) -> dict[str, Optional[float]]:
-    """The profile's per-layer levels as table columns named after its knob (alpha_000, sparsity_000...)."""
+    """The profile's per-layer levels as table columns named after its knob (alpha_000, sparsity_000...),
+    and its ranks (rank_000...) when it has any."""
     if profile is None:
         return {}
-    return {f"{profile.knob}_{i:03d}": a for i, a in enumerate(profile.levels)}
+    out: dict[str, Optional[float]] = {f"{profile.knob}_{i:03d}": a for i, a in enumerate(profile.levels)}
+    if profile.ranks is not None:  # rsparse: the rank of each layer's low-rank remainder (rank_000...)
+        out.update({f"rank_{i:03d}": profile.rank_of(i) for i in range(profile.num_layers)})
+    return out
 
 
 def level_column_names(columns: Any) -> list[str]:

@@ -14,7 +14,7 @@ from sparseinfer_dse.engine.thresholds import GRID, _LayerMath, build_table, cap
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
 
-METHODS = ["cats", "teal", "wisparse"]
+METHODS = ["cats", "teal", "wisparse", "rsparse"]
 
 
 @pytest.fixture(scope="module")

@@ -180,10 +180,21 @@ def test_bad_arguments_are_clear_value_errors(name):
             be.channel_linear(kw.pop("prep"), kw.pop("x"), **kw)
 
 
+def _lowrank_factors(w: torch.Tensor, r: int):
+    """a = diag(S_r) V_r^T (r, n_in) and u = U_r (n_out, r) of an nn.Linear weight, as R-Sparse keeps them."""
+    U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
+    return (S[:r, None] * Vh[:r]).float(), U[:, :r].float()
+
+
+# (label, rank of gate / up / down; None = no remainder): R-Sparse's three, or only down's
+LOWRANK_CASES = (("none", (None, None, None)), ("all-r5", (5, 5, 5)), ("down-r3", (None, None, 3)))
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 def test_channel_mlp_matches_reference(name):
     """The whole decode step of a TEAL/WiSparse block in one call equals the reference: every dtype
-    (float32 only in the slow simulator), SiLU and ReLU, scaled or not, B = 1 and 3."""
+    (float32 only in the slow simulator), SiLU and ReLU, scaled or not, B = 1 and 3; and with
+    R-Sparse's low-rank remainders (SiLU, scaled) on all three projections or on down only."""
     ref, be = get_backend("torch"), get_backend(name)
     dev = _device(name)
     dtypes = [torch.float32] if name == "numba-cuda" and SIM else DTYPES
@@ -193,25 +204,75 @@ def test_channel_mlp_matches_reference(name):
             ws = [torch.randn(k, d, generator=gen) / d ** 0.5, torch.randn(k, d, generator=gen) / d ** 0.5,
                   torch.randn(d, k, generator=gen) / k ** 0.5]
             x = torch.randn(B, d, generator=gen).to(dtype)
-            for activation in ("silu", "relu"):
-                for scaled in (False, True):
-                    scales = tuple(w.norm(dim=0) for w in ws) if scaled else (None, None, None)
-                    thr = (float(x.float().abs().median() * (2.0 if scaled else 1.0)),) * 2 + (0.02,)
-                    want = ref.channel_mlp([ref.prepare_linear(w.to(dtype)) for w in ws], x, thresholds=thr,
-                                           scales=scales, activation=activation, with_counts=True)
-                    got = be.channel_mlp([be.prepare_linear(w.to(dtype).to(dev)) for w in ws], x.to(dev), thresholds=thr,
-                                         scales=tuple(None if s is None else s.to(dev) for s in scales),
-                                         activation=activation, with_counts=True)
-                    rtol, atol = tolerances(dtype)
-                    what = f"{name} {dtype} {d}x{k} B={B} {activation} scaled={scaled}"
-                    assert np.array_equal(got.kept, want.kept), what
-                    torch.testing.assert_close(got.y.cpu().float(), want.y.float(), rtol=rtol,
-                                               atol=atol * float(want.y.float().abs().max()), msg=what)
-                    assert 0 < want.kept.min() < 2 * d + k  # some channels skipped, some kept
+            configs = [(a, sc, "none") for a in ("silu", "relu") for sc in (False, True)]
+            configs += [("silu", True, label) for label, _ in LOWRANK_CASES[1:]]
+            for activation, scaled, lr_label in configs:
+                scales = tuple(w.norm(dim=0) for w in ws) if scaled else (None, None, None)
+                thr = (float(x.float().abs().median() * (2.0 if scaled else 1.0)),) * 2 + (0.02,)
+                ranks = dict(LOWRANK_CASES)[lr_label]
+                factors = [None if r is None else _lowrank_factors(w, r) for w, r in zip(ws, ranks)]
+                lr_ref = [None if f is None else ref.prepare_lowrank(f[0].to(dtype), f[1].to(dtype)) for f in factors]
+                lr_be = [None if f is None else be.prepare_lowrank(f[0].to(dtype).to(dev), f[1].to(dtype).to(dev))
+                         for f in factors]
+                want = ref.channel_mlp([ref.prepare_linear(w.to(dtype)) for w in ws], x, thresholds=thr,
+                                       scales=scales, activation=activation, lowrank=lr_ref, with_counts=True)
+                got = be.channel_mlp([be.prepare_linear(w.to(dtype).to(dev)) for w in ws], x.to(dev), thresholds=thr,
+                                     scales=tuple(None if s is None else s.to(dev) for s in scales),
+                                     activation=activation, lowrank=lr_be, with_counts=True)
+                rtol, atol = tolerances(dtype)
+                what = f"{name} {dtype} {d}x{k} B={B} {activation} scaled={scaled} lowrank={lr_label}"
+                assert np.array_equal(got.kept, want.kept), what
+                torch.testing.assert_close(got.y.cpu().float(), want.y.float(), rtol=rtol,
+                                           atol=atol * float(want.y.float().abs().max()), msg=what)
+                assert 0 < want.kept.min() < 2 * d + k  # some channels skipped, some kept
+                if lr_label != "none":  # the remainder changes the result
+                    plain = ref.channel_mlp([ref.prepare_linear(w.to(dtype)) for w in ws], x, thresholds=thr,
+                                            scales=scales, activation=activation)
+                    assert not torch.equal(plain.y, want.y), what
     with pytest.raises(ValueError, match="activation must be one of"):
         be.channel_mlp([be.prepare_linear(torch.randn(5, 4).to(dev)), be.prepare_linear(torch.randn(5, 4).to(dev)),
                         be.prepare_linear(torch.randn(4, 5).to(dev))], torch.randn(1, 4).to(dev),
                        thresholds=(0.0, 0.0, 0.0), activation="gelu")
+
+
+def test_lowrank_reference_matches_the_definition():
+    """R-Sparse's y = W (x * m) + U_r S_r V_r^T (x * (1 - m)) read literally (their modeling code),
+    in float64, against the reference's gate product; at full rank the remainder is exact, so
+    the block equals the dense block."""
+    gen = torch.Generator().manual_seed(3)
+    d, k = 12, 20
+    ws = [torch.randn(k, d, generator=gen), torch.randn(k, d, generator=gen), torch.randn(d, k, generator=gen)]
+    x = torch.randn(2, d, generator=gen)
+    ref = get_backend("torch")
+    scales = tuple(w.norm(dim=0) for w in ws)
+    thr = float((x.abs() * scales[0]).median())
+    a, u = _lowrank_factors(ws[0], 4)
+    m = ((x.abs() * scales[0]) > thr).double()
+    want = (x.double() * m) @ ws[0].double().t() + (x.double() * (1 - m)) @ (a.double().t() @ u.double().t())
+    got, _ = __import__("sparseinfer_kernels.channels", fromlist=["_"])._reference_product(
+        ref.prepare_linear(ws[0]), x, np.float32(thr), scales[0], ref.prepare_lowrank(a, u))
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    full = [ref.prepare_lowrank(*_lowrank_factors(w, min(w.shape))) for w in ws]
+    preps = [ref.prepare_linear(w) for w in ws]
+    sparse = ref.channel_mlp(preps, x, thresholds=(1e3, 1e3, 1e3), scales=scales, lowrank=full, with_counts=True)
+    dense = ref.channel_mlp(preps, x, thresholds=(-1.0, -1.0, -1.0), scales=scales, with_counts=True)
+    assert sparse.kept.tolist() == [0, 0] and dense.kept.tolist() == [2 * d + k] * 2
+    torch.testing.assert_close(sparse.y, dense.y, rtol=1e-4, atol=1e-4 * float(dense.y.abs().max()))
+
+
+def test_lowrank_arguments_are_checked():
+    be = get_backend("numba-cpu")
+    ws = [torch.randn(9, 6), torch.randn(9, 6), torch.randn(6, 9)]
+    preps = [be.prepare_linear(w) for w in ws]
+    good = be.prepare_lowrank(torch.randn(2, 6), torch.randn(9, 2))
+    with pytest.raises(ValueError, match="disagree on r"):
+        be.prepare_lowrank(torch.randn(2, 6), torch.randn(9, 3))
+    for lowrank, match in (((good, None), r"\(gate, up, down\)"),
+                           ((None, None, good), r"lowrank down is 6->2->9"),
+                           ((get_backend("torch").prepare_lowrank(torch.randn(2, 6), torch.randn(9, 2)), None, None),
+                            "numba-cpu's prepare_lowrank")):
+        with pytest.raises(ValueError, match=match):
+            be.channel_mlp(preps, torch.randn(1, 6), thresholds=(0.1, 0.1, 0.1), lowrank=lowrank)
 
 
 def test_numba_cuda_in_simulator():

@@ -51,6 +51,45 @@ def test_wisparse_search_end_to_end(invoke, tiny_model, tmp_path, cal, monkeypat
     assert all(p.thresholds is not None and p.calibration["key"] == meta["thresholds"] for p in exported)
 
 
+def test_rsparse_search_end_to_end(invoke, tiny_model, tmp_path, cal, monkeypatch):
+    """Per-layer (sparsity, rank) pairs: seeds at the rank grid's middle, SVD factors cached once,
+    ranks in trials.csv, in verify and in the exported profiles."""
+    monkeypatch.setenv("SPARSEINFER_DSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    common = ["--calibration", cal, "--calibration-samples", 4, "--latency-tokens", 2, "--latency-prompts", 1,
+              "--latency-repeats", 1, "--backend", "numba-cpu", "--no-report"]
+    invoke("search", "--model", tiny_model("llama-silu"), "--method", "rsparse", "--out", out,
+           "--sparsity-range", "0.2:0.8", "--sparsity-step", "0.1", "--rank-range", "0:16", "--rank-step", 4,
+           "--space", "groups:2", "--no-verify", "--budget", 6, *common)
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials.seed[:4]) == ["dense", "uniform-30%", "uniform-50%", "uniform-70%"]
+    assert trials.loc[2, ["rank_000", "rank_001", "rank_002"]].tolist() == [8, 8, 8]  # the grid's middle rank
+    assert {"param_g00_rank", "param_g01_rank"} <= set(trials.columns)
+    sampled = trials.iloc[4:]
+    assert sampled.param_g00_rank.isin([0, 4, 8, 12, 16]).all()
+    assert (sampled.rank_000 == sampled.param_g00_rank).all() and (sampled.rank_002 == sampled.param_g01_rank).all()
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["method"] == "rsparse" and "rank[0:16/4]" in meta["space"]
+    assert len(list((tmp_path / "cache" / "lowrank").glob("svd-r16-*.pt"))) == 1
+    invoke("verify", "--study", out, "--repeats", 2, "--no-report")
+    verified = pd.read_csv(out / "verified.csv")
+    assert "rank_000" in verified.columns and {"uniform-50%"} <= set(verified.name)
+    invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
+    exported = [Profile.load(p) for p in (tmp_path / "front").glob("*.json")]
+    assert exported and all(p.method == "rsparse" for p in exported)
+    assert any(p.ranks for p in exported if any(a is not None for a in p.levels))
+    prof_path = tmp_path / "r.json"
+    invoke("profile", "make", "--model", tiny_model("llama-silu"), "--method", "rsparse", "--uniform", "0.5",
+           "--rank", 8, "--calibration", cal, "--out", prof_path)
+    prof = Profile.load(prof_path)
+    assert prof.ranks == (8, 8, 8) and all(set(t) == {"gate", "up", "down"} for t in prof.thresholds)
+    rc, errors, err = _main("search", "--model", tiny_model("llama-silu"), "--method", "rsparse", "--out",
+                            tmp_path / "big", "--rank-range", "0:128", "--rank-step", 64, "--budget", 1, *common)
+    assert rc == 2 and len(errors) == 1 and "above this model's MLP projections' smaller side (72)" in errors[0], err
+    rc, errors, err = _main("search", "--method", "rsparse", "--rank-range", "0:60", "--rank-step", 16, "--budget", 1)
+    assert rc == 2 and errors == ["error: --rank-step must be a whole number that divides --rank-range 0:60, not 16"]
+
+
 def _main(*args):
     proc = subprocess.run([sys.executable, "-c", "from sparseinfer_dse.cli import main; main()", *map(str, args)],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -64,7 +103,7 @@ def test_silu_model_without_method_is_a_one_line_hint(tiny_model, tmp_path):
     assert rc == 2 and "Traceback" not in err and len(errors) == 1, err[-2000:]
     assert "choose a method with --method cats / teal / wisparse" in errors[0]
     rc, errors, err = _main("search", "--method", "magic", "--budget", 1)
-    assert rc == 2 and errors == ["error: --method must be one of sparseinfer, cats, teal, wisparse, not 'magic'"], err
+    assert rc == 2 and errors == ["error: --method must be one of sparseinfer, cats, teal, wisparse, rsparse, not 'magic'"], err
 
 
 def test_profile_make_with_method_writes_thresholds(invoke, tiny_model, tmp_path, cal, monkeypatch):
