@@ -25,7 +25,7 @@ def search_command(
     alpha_step: Annotated[float, typer.Option(help="sparseinfer: alpha grid step.")] = 0.01,
     sparsity_range: Annotated[str, typer.Option(help="cats/teal/wisparse: per-layer target sparsity range low:high.")] = "0.0:0.9",
     sparsity_step: Annotated[float, typer.Option(help="cats/teal/wisparse: sparsity grid step.")] = 0.05,
-    sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp or random.")] = "tpe",
+    sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp, random, or evo (EvoPress-style: mutates a Pareto-front profile, moving one layer's level up a step and another's down).")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fidelity: Annotated[Optional[str], typer.Option(help="full (lm-eval every trial), proxy, or staged (proxy, lm-eval near the front). Default: staged with --tasks, else proxy.")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="lm-eval tasks for accuracy, e.g. demo_arith or gsm8k_cot,bbh.")] = None,
