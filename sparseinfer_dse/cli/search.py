@@ -27,7 +27,7 @@ def search_command(
     sparsity_step: Annotated[float, typer.Option(help="cats/teal/wisparse/rsparse: sparsity grid step.")] = 0.05,
     rank_range: Annotated[str, typer.Option(help="rsparse: per-layer rank range low:high of the low-rank remainder (0 = none; at most the MLP's smaller side).")] = "0:64",
     rank_step: Annotated[int, typer.Option(help="rsparse: rank grid step.")] = 16,
-    sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp or random.")] = "tpe",
+    sampler: Annotated[str, typer.Option(help="tpe (multivariate), nsga2, gp, random, or evo (EvoPress-style: mutates a Pareto-front profile, moving one layer's level up a step and another's down).")] = "tpe",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fidelity: Annotated[Optional[str], typer.Option(help="full (lm-eval every trial), proxy, or staged (proxy, lm-eval near the front). Default: staged with --tasks, else proxy.")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="lm-eval tasks for accuracy, e.g. demo_arith or gsm8k_cot,bbh.")] = None,

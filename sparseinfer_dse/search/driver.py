@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.interrupts import check as check_interrupt
 from sparseinfer_dse.errors import OptionError, UserError
+from sparseinfer_dse.search.evo_sampler import EvoSampler
 from sparseinfer_dse.search.pareto import Measured, dominates, front_mask
 from sparseinfer_dse.search.spaces import Space
 from sparseinfer_dse.search.storage import (GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, StaleCheck, is_storage_error,
@@ -74,10 +75,13 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
+        # Latency and accuracy are noisy measurements: the GP models a noise term, not an exact fit.
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8, deterministic_objective=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp or random, not {name!r}")
+    if name == "evo":
+        return EvoSampler(seed=seed)
+    raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp, random or evo, not {name!r}")
 
 
 def open_study(cfg: SearchConfig, storage: Any = None) -> optuna.Study:

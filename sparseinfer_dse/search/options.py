@@ -19,7 +19,7 @@ from sparseinfer_dse.engine.methods import METHODS, RANKED, SILU_METHODS
 from sparseinfer_dse.search.spaces import LevelGrid, parse_level_grid, parse_rank_grid, parse_space
 
 FIDELITIES = ("full", "proxy", "staged")
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "evo")
 PROXY_METRICS = ("kl", "top1")
 
 # The built-in demo's own study (as studies/demo.toml): what `search --model demo` runs when no flag
@@ -96,7 +96,7 @@ class SearchOptions:
         if self.effective_fidelity in ("full", "staged") and not self.task_list:
             raise OptionError("tasks", f"{{fidelity}} {self.effective_fidelity} needs {{tasks}}")
         if self.sampler not in SAMPLERS:
-            raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp or random, not {self.sampler!r}")
+            raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp, random or evo, not {self.sampler!r}")
         if self.backend not in BACKEND_CHOICES:
             raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
         if self.proxy_metric not in PROXY_METRICS:
