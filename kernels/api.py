@@ -47,10 +47,11 @@ from sparseinfer_kernels.interface import (
     check_input,
     check_weights,
 )
+from sparseinfer_kernels.channels import truncate_lowrank
 
 __all__ = ["ACTIVATIONS", "BACKENDS", "COMP", "DTYPES", "PRED", "ZERO", "Backend", "ChannelResult", "Counters", "LowRank",
            "MLPResult", "PreparedLinear", "PreparedMLP", "available_backends", "check_input", "check_weights",
-           "get_backend"]
+           "get_backend", "truncate_lowrank"]
 
 
 def _cuda_usable() -> bool:

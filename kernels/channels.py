@@ -18,7 +18,7 @@ weight dtypes every kernel takes are defined here and re-exported there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -59,6 +59,16 @@ class LowRank:
     @property
     def extra_bytes(self) -> int:
         return self.a.extra_bytes + self.u.extra_bytes
+
+
+def truncate_lowrank(lr: LowRank, rank: int) -> LowRank:
+    """The leading-`rank` part of a remainder (the best rank-`rank` approximation, as singular values
+    come sorted) as views of lr's layouts, no copy: one layout at the largest rank serves every rank."""
+    if not 1 <= rank <= lr.rank:
+        raise ValueError(f"rank must be in [1, {lr.rank}], got {rank}")
+    a = replace(lr.a, n_out=rank, extra_bytes=0, state={k: v[:, :rank] for k, v in lr.a.state.items()})
+    u = replace(lr.u, n_in=rank, extra_bytes=0, state={k: v[:rank] for k, v in lr.u.state.items()})
+    return LowRank(a, u)
 
 
 def prepare_lowrank_common(prepare_linear, a: torch.Tensor, u: torch.Tensor) -> LowRank:

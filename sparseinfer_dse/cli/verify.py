@@ -14,6 +14,7 @@ def verify_command(
     limit: Annotated[Optional[int], typer.Option(help="Documents per lm-eval task (default: all of them).")] = None,
     storage: Annotated[Optional[str], typer.Option(help="The study's storage URL, when study.json does not hold it whole (a password).")] = None,
     report: Annotated[bool, typer.Option(help="Redraw the report with the verified points.")] = True,
+    also: Annotated[Optional[list[str]], typer.Option("--also", help="Also measure this profile in the same run, for comparison only (never on the front or exported): trial-N or a seed name of this study, DIR:trial-N of another search folder (another method), or a profile JSON. Repeatable.")] = None,
 ) -> None:
     """Measure the front's profiles, the seeds and dense again, together, with more runs.
 
@@ -27,6 +28,6 @@ def verify_command(
     from sparseinfer_dse.search.front_table import format_points
     from sparseinfer_dse.search.verify import VerifyOptions, run_verify
 
-    df = run_verify(VerifyOptions(study, repeats, limit, storage, report), say=typer.echo)
+    df = run_verify(VerifyOptions(study, repeats, limit, storage, report, tuple(also or ())), say=typer.echo)
     typer.echo(format_points(pd.DataFrame(df)))
     typer.echo(f"wrote {study / 'verified.csv'}" + (f" and {study / 'report.html'}" if report else ""))

@@ -34,6 +34,7 @@ from sparseinfer_dse.engine.lowrank import PROJECTIONS, LowRankFactors, svd_fact
 from sparseinfer_dse.engine.methods import get_method
 from sparseinfer_dse.engine.thresholds import WEIGHTED, column_norms
 from sparseinfer_dse.models.discovery import GatedMLP
+from sparseinfer_kernels.api import truncate_lowrank
 
 CHANNEL_METHODS = ("teal", "wisparse", "rsparse")
 
@@ -78,7 +79,7 @@ class SparseMLP(nn.Module):
         self._channels: Optional[dict[str, Any]] = None  # channel layouts and scales (teal, wisparse, rsparse)
         self.rank = 0  # rsparse: the low-rank remainder's rank (0 = none)
         self.factors: Optional[LowRankFactors] = None  # the model's cached SVD factors (set by the handle)
-        self._lowrank: dict[int, tuple[Any, Any, Any]] = {}  # rank -> prepared remainders (gate, up, down)
+        self._lowrank: dict[Any, tuple[Any, Any, Any]] = {}  # "full" -> the layout; rank -> views of it
         self.stats = LayerStats(LayerCounts(self.count_rows))
         self.observer: Optional[Callable[["SparseMLP", torch.Tensor, Any], None]] = None
 
@@ -109,7 +110,7 @@ class SparseMLP(nn.Module):
             out += sum(int(n.numel()) * 4 for n in self._channels["norms"].values())
             if not self._channels["shared"]:
                 out += sum(p.extra_bytes for p in self._channels["prep"].values())
-        out += sum(lr.extra_bytes for lrs in self._lowrank.values() for lr in lrs)
+        out += sum(lr.extra_bytes for lr in self._lowrank.get("full", ()))
         return out
 
     def ensure_prepared(self, method: str) -> None:
@@ -134,16 +135,22 @@ class SparseMLP(nn.Module):
         return self._channels
 
     def lowrank(self, rank: int) -> tuple[Any, Any, Any]:
-        """The gate, up and down remainders at `rank`, laid out for the backend on first use."""
+        """The gate, up and down remainders at `rank`: views of one layout at the largest rank laid
+        out so far (the cached factors' max_rank, or `rank` if above it), so a search over many
+        ranks holds one copy per layer."""
         if rank not in self._lowrank:
-            if self.factors is not None and rank <= self.factors.max_rank:
-                f = self.factors.at(self.index, rank)
-            else:
-                m = self.mlp
-                f = {p: svd_factors(lin.weight, rank) for p, lin in zip(PROJECTIONS, (m.gate, m.up, m.down))}
-            w = self.mlp.gate.weight
-            self._lowrank[rank] = tuple(self.backend.prepare_lowrank(a.to(w.dtype).to(w.device), u.to(w.dtype).to(w.device))
-                                        for a, u in (f[p] for p in PROJECTIONS))
+            full = self._lowrank.get("full")
+            if full is None or full[0].rank < rank:
+                if self.factors is not None and rank <= self.factors.max_rank:
+                    f = self.factors.at(self.index, self.factors.max_rank)
+                else:
+                    m = self.mlp
+                    f = {p: svd_factors(lin.weight, rank) for p, lin in zip(PROJECTIONS, (m.gate, m.up, m.down))}
+                w = self.mlp.gate.weight
+                full = tuple(self.backend.prepare_lowrank(a.to(w.dtype).to(w.device), u.to(w.dtype).to(w.device))
+                             for a, u in (f[p] for p in PROJECTIONS))
+                self._lowrank = {"full": full}
+            self._lowrank[rank] = tuple(truncate_lowrank(lr, rank) for lr in full)
         return self._lowrank[rank]
 
     def set_level(self, method: str, level: Optional[float], thresholds: Optional[dict[str, float]],

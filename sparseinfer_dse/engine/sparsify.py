@@ -120,7 +120,7 @@ class SparsifiedModel:
             layer.stats = LayerStats(LayerCounts(layer.count_rows))
 
     def layer_stats(self) -> list[dict[str, Any]]:
-        """Per layer: alpha, decode tokens counted, predicted / actual / total sparsity fractions."""
+        """Per layer: method, level (alpha), rank, decode tokens counted, predicted / actual / total sparsity fractions."""
         out = []
         for layer in self.layers:
             f = layer.stats.counts.fractions()
@@ -128,6 +128,7 @@ class SparsifiedModel:
                 "layer": layer.index,
                 "method": layer.method,
                 "alpha": layer.alpha,
+                "rank": layer.rank,
                 "tokens": f["tokens"],
                 "predicted_sparsity": f["predicted_sparsity"],
                 "actual_sparsity": f.get("actual_sparsity", 0.0),

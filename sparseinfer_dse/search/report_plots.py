@@ -73,6 +73,8 @@ def search_point(data: ReportData, row: pd.Series) -> Optional[tuple[float, floa
         dense = dense_point(data.meta, data.col)
         return (dense["ms"], dense["acc"]) if dense else None
     trial = row.get("trial")
+    if text(row.get("kind")) == "also":  # its trial may be another study's
+        return None
     if pd.notna(trial) and "trial" in data.done:
         hit = data.done[data.done["trial"] == trial]
         if len(hit):

@@ -166,7 +166,8 @@ def verified_table(data: ReportData) -> str:
     for i, (idx, r) in enumerate(v.iterrows()):
         s_lat, s_acc = r.get("search_latency_ms"), r.get("search_accuracy")
         s_lat_lo = s_lat_hi = s_acc_lo = s_acc_hi = None
-        found = _search_row(data, r.get("trial")) if text(r.get("kind")) != "dense" else None
+        # an `also` row's trial may belong to another study: only its own search_* figures count
+        found = _search_row(data, r.get("trial")) if text(r.get("kind")) not in ("dense", "also") else None
         dense = dense_point(data.meta, data.col) if text(r.get("kind")) == "dense" else None
         if dense:  # what the search measured for dense: study.json
             s_lat, s_lat_lo, s_lat_hi = dense["ms"], dense["ms_low"], dense["ms_high"]

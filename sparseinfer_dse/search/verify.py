@@ -11,6 +11,11 @@ figures with their 95% intervals, the verdicts against dense and the paper seed,
 is on the front of the verified points, and what the search had measured for it. Latencies are
 stated as the search states them: the paired ratio to dense times the study's dense reference
 (`verify_dense_ms` is the dense figure of this run).
+
+`also` adds profiles measured in the same run but kept off the verified front and out of `export`
+(kind "also"): trials of this or another study ("trial-12", "uniform-50%", "DIR:trial-12") or
+profile files, so that another method's or another study's profiles are compared with this
+study's on the same runs, paired, on the same sequences.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class VerifyOptions:
     limit: Optional[int] = None
     storage: Optional[str] = None
     report: bool = True
+    also: tuple[str, ...] = ()  # extra profiles to measure alongside (module docstring)
 
 
 @dataclass
@@ -113,6 +119,40 @@ def candidates(study: optuna.Study, fidelity: str) -> tuple[list[Candidate], str
     return out, which
 
 
+def _load_study(folder: Path, storage: Optional[str] = None) -> tuple[SearchOptions, optuna.Study]:
+    opts = search_options(folder, storage)
+    rdb = open_storage(opts.storage_url, heartbeat_interval=None)
+    try:
+        return opts, optuna.load_study(study_name=opts.name, storage=rdb)
+    except KeyError:
+        raise UserError(f"no study {opts.name!r} in {redact(opts.storage_url)}") from None
+
+
+def also_candidates(specs: tuple[str, ...], study: optuna.Study, num_layers: int) -> list[Candidate]:
+    """The `also` profiles: "trial-N" or a seed's name (this study), "DIR:trial-N" / "DIR:seed" (the
+    study in search folder DIR), or a profile JSON file."""
+    out = []
+    for spec in specs:
+        if spec.endswith(".json"):
+            prof, name, trial, search = Profile.load(spec), Path(spec).stem, None, {}
+        else:
+            where, _, label = spec.rpartition(":")
+            st = study if not where else _load_study(Path(where))[1]
+            done = [t for t in st.get_trials(deepcopy=False) if t.values is not None]
+            found = [t for t in done if f"trial-{t.number}" == label or t.user_attrs.get("seed") == label]
+            if not found:
+                raise UserError(f"--also {spec}: no finished trial {label!r} in study {st.study_name!r}")
+            t = found[0]
+            prof, trial = trial_profile(t.user_attrs), t.number
+            name = label if not where else f"{st.study_name}:{label}"
+            # another study's figures are on its own scale (its dense reference): not shown as this one's
+            search = {"latency_ms": t.values[0], "accuracy": t.values[1]} if not where else {}
+        if prof is None or prof.num_layers != num_layers:
+            raise UserError(f"--also {spec}: not a profile for this model's {num_layers} layers")
+        out.append(Candidate("also", name, trial, prof, search))
+    return out
+
+
 def _all_dense(trial: Any) -> bool:
     profile = trial_profile(trial.user_attrs)
     return profile is not None and all(a is None for a in profile.levels)
@@ -127,14 +167,14 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     """Measure the candidates again and write verified.csv (and the report); returns its rows."""
     from tqdm.auto import tqdm
 
-    opts = search_options(vo.study, vo.storage)
-    rdb = open_storage(opts.storage_url, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=opts.name, storage=rdb)
-    except KeyError:
-        raise UserError(f"no study {opts.name!r} in {redact(opts.storage_url)}") from None
+    opts, study = _load_study(vo.study, vo.storage)
     fidelity = opts.effective_fidelity
     cands, which = candidates(study, fidelity)
+    if vo.also:
+        layers = next(c.profile.num_layers for c in cands if c.profile is not None)
+        cands += also_candidates(vo.also, study, layers)
+        if len({c.name for c in cands}) != len(cands):
+            raise UserError("--also names a profile twice, or one verification already measures")
     repeats = vo.repeats or REPEATS_FACTOR * opts.latency_repeats
     if repeats < 1:
         raise UserError("--repeats must be at least 1")
@@ -216,11 +256,15 @@ def _judge(rows: list[dict[str, Any]], items: list[Optional[tuple[float, ...]]])
     points[0] = exact_reference(points[0], next((len(it) for it in items if it is not None), 0))
     dense = points[0]
     seed = next((p for r, p in zip(rows, points) if r["name"] in REFERENCE_SEEDS), None)
-    # the front of the profiles (what `export` chooses from); dense is on it when no profile dominates it
-    profiles = [p for r, p in zip(rows, points) if r["kind"] != "dense"]
+    # the front of the profiles (what `export` chooses from); dense is on it when no profile dominates it;
+    # the `also` profiles are measured for comparison only, never on it
+    profiles = [p for r, p in zip(rows, points) if r["kind"] not in ("dense", "also")]
     keep = list(front_mask(profiles))
     for r, p in zip(rows, points):
-        r["on_front"] = (not any(dominates(q, p) for q in profiles)) if r["kind"] == "dense" else bool(keep.pop(0))
+        if r["kind"] == "also":
+            r["on_front"] = False
+        else:
+            r["on_front"] = (not any(dominates(q, p) for q in profiles)) if r["kind"] == "dense" else bool(keep.pop(0))
         if r["kind"] == "dense":
             r["vs_dense"], r["vs_seed"] = "", verdict(p, seed) if seed is not None else ""
             continue

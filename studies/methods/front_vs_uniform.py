@@ -10,6 +10,12 @@ For each uniform seed U (uniform-30%, -50%, -70%):
   against U's, and whether it is faster beyond the intervals.
 
     python studies/methods/front_vs_uniform.py studies/results/smollm2-wisparse [more study folders]
+
+With `--against OTHER` every sparse profile of each study (seeds included) is compared with OTHER's uniform
+seeds instead (one method against another's uniform allocations, both as sparse/dense ratios
+measured within their own study), written as front_vs_OTHER_uniform.json:
+
+    python studies/methods/front_vs_uniform.py studies/results/smollm2-rsparse --against studies/results/smollm2-wisparse
 """
 
 from __future__ import annotations
@@ -32,14 +38,24 @@ def _lat(r: pd.Series) -> list[float]:
     return [float(r["latency_ratio"]), float(r["latency_ratio_ci_low"]), float(r["latency_ratio_ci_high"])]
 
 
-def compare(study: Path) -> dict:
+def load(study: Path) -> pd.DataFrame:
+    """The study's COMPLETE trials, with `seed` "" for the searched ones."""
     df = pd.read_csv(study / "trials.csv")
-    df = df[df["state"] == "COMPLETE"]
-    seed = df["seed"].fillna("")
-    searched = df[seed == ""]
-    out = {"study": study.name, "trials": int(len(df)), "searched": int(len(searched)), "rows": []}
+    df = df[df["state"] == "COMPLETE"].copy()
+    df["seed"] = df["seed"].fillna("") if "seed" in df else ""
+    return df
+
+
+def compare(study: Path, against: Path | None = None) -> dict:
+    """`study`'s searched profiles against its own uniform seeds, or (with `against`) all of
+    `study`'s sparse profiles, seeds included, against another study's uniform seeds (another method)."""
+    df = load(study)
+    ref = df if against is None else load(against)
+    searched = df[df["seed"] == ""] if against is None else df[df["seed"] != "dense"]
+    out = {"study": study.name, "against": None if against is None else against.name, "trials": int(len(df)),
+           "searched": int(len(searched)), "rows": []}
     for name in UNIFORM:
-        u = df[seed == name]
+        u = ref[ref["seed"] == name]
         if u.empty:
             continue
         u = u.iloc[0]
@@ -66,10 +82,16 @@ def _fmt(t: list[float]) -> str:
 
 
 def main(paths: list[str]) -> None:
+    against = None
+    if "--against" in paths:
+        i = paths.index("--against")
+        against, paths = Path(paths[i + 1]), paths[:i] + paths[i + 2:]
     for p in paths:
-        res = compare(Path(p))
-        (Path(p) / "front_vs_uniform.json").write_text(json.dumps(res, indent=2) + "\n")
-        print(f"\n{res['study']}: {res['trials']} trials, {res['searched']} searched (latency as sparse/dense ratio)")
+        res = compare(Path(p), against)
+        name = "front_vs_uniform.json" if against is None else f"front_vs_{against.name}_uniform.json"
+        (Path(p) / name).write_text(json.dumps(res, indent=2) + "\n")
+        whose = "" if against is None else f" against {against.name}'s uniform seeds"
+        print(f"\n{res['study']}{whose}: {res['trials']} trials, {res['searched']} compared (latency as sparse/dense ratio)")
         for r in res["rows"]:
             print(f"  {r['uniform']}: KL {_fmt(r['uniform_kl'])}, ratio {_fmt(r['uniform_ratio'])}")
             e = r.get("equal_latency")

@@ -17,6 +17,7 @@ import torch
 
 from sparseinfer_kernels import channels_cpu
 from sparseinfer_kernels.api import available_backends, get_backend
+from sparseinfer_kernels.channels import truncate_lowrank
 from sparseinfer_kernels.testing import tolerances
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -212,8 +213,9 @@ def test_channel_mlp_matches_reference(name):
                 ranks = dict(LOWRANK_CASES)[lr_label]
                 factors = [None if r is None else _lowrank_factors(w, r) for w, r in zip(ws, ranks)]
                 lr_ref = [None if f is None else ref.prepare_lowrank(f[0].to(dtype), f[1].to(dtype)) for f in factors]
-                lr_be = [None if f is None else be.prepare_lowrank(f[0].to(dtype).to(dev), f[1].to(dtype).to(dev))
-                         for f in factors]
+                # the backend's remainders are views of a rank-8 layout, as the engine keeps them
+                lr_be = [None if r is None else truncate_lowrank(be.prepare_lowrank(
+                    *(t.to(dtype).to(dev) for t in _lowrank_factors(w, 8))), r) for w, r in zip(ws, ranks)]
                 want = ref.channel_mlp([ref.prepare_linear(w.to(dtype)) for w in ws], x, thresholds=thr,
                                        scales=scales, activation=activation, lowrank=lr_ref, with_counts=True)
                 got = be.channel_mlp([be.prepare_linear(w.to(dtype).to(dev)) for w in ws], x.to(dev), thresholds=thr,
@@ -267,6 +269,10 @@ def test_lowrank_arguments_are_checked():
     good = be.prepare_lowrank(torch.randn(2, 6), torch.randn(9, 2))
     with pytest.raises(ValueError, match="disagree on r"):
         be.prepare_lowrank(torch.randn(2, 6), torch.randn(9, 3))
+    with pytest.raises(ValueError, match=r"rank must be in \[1, 2\]"):
+        truncate_lowrank(good, 3)
+    view = truncate_lowrank(good, 1)
+    assert view.rank == 1 and view.extra_bytes == 0 and view.a.state["w_t"].data_ptr() == good.a.state["w_t"].data_ptr()
     for lowrank, match in (((good, None), r"\(gate, up, down\)"),
                            ((None, None, good), r"lowrank down is 6->2->9"),
                            ((get_backend("torch").prepare_lowrank(torch.randn(2, 6), torch.randn(9, 2)), None, None),

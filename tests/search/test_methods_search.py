@@ -71,18 +71,25 @@ def test_rsparse_search_end_to_end(invoke, tiny_model, tmp_path, cal, monkeypatc
     meta = json.loads((out / "study.json").read_text())
     assert meta["method"] == "rsparse" and "rank[0:16/4]" in meta["space"]
     assert len(list((tmp_path / "cache" / "lowrank").glob("svd-r16-*.pt"))) == 1
-    invoke("verify", "--study", out, "--repeats", 2, "--no-report")
-    verified = pd.read_csv(out / "verified.csv")
-    assert "rank_000" in verified.columns and {"uniform-50%"} <= set(verified.name)
-    invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
-    exported = [Profile.load(p) for p in (tmp_path / "front").glob("*.json")]
-    assert exported and all(p.method == "rsparse" for p in exported)
-    assert any(p.ranks for p in exported if any(a is not None for a in p.levels))
     prof_path = tmp_path / "r.json"
     invoke("profile", "make", "--model", tiny_model("llama-silu"), "--method", "rsparse", "--uniform", "0.5",
            "--rank", 8, "--calibration", cal, "--out", prof_path)
     prof = Profile.load(prof_path)
     assert prof.ranks == (8, 8, 8) and all(set(t) == {"gate", "up", "down"} for t in prof.thresholds)
+    # verify, with a trial off the front and a profile file measured alongside for comparison only
+    invoke("verify", "--study", out, "--repeats", 2, "--no-report", "--also", "trial-5", "--also", prof_path)
+    verified = pd.read_csv(out / "verified.csv")
+    assert "rank_000" in verified.columns and {"uniform-50%"} <= set(verified.name)
+    also = verified[verified.kind == "also"]
+    assert list(also.name) == ["trial-5", "r"] and not also.on_front.any() and also.accuracy.notna().all()
+    assert also.latency_ratio.notna().all() and also.vs_dense.str.len().gt(0).all()
+    invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
+    exported = [Profile.load(p) for p in (tmp_path / "front").glob("*.json")]
+    assert exported and all(p.method == "rsparse" for p in exported)
+    assert all(p.name != "r" for p in exported)
+    assert any(p.ranks for p in exported if any(a is not None for a in p.levels))
+    rc, errors, err = _main("verify", "--study", out, "--also", "trial-99", "--no-report")
+    assert rc == 2 and errors == ["error: --also trial-99: no finished trial 'trial-99' in study 'demo'"], err
     rc, errors, err = _main("search", "--model", tiny_model("llama-silu"), "--method", "rsparse", "--out",
                             tmp_path / "big", "--rank-range", "0:128", "--rank-step", 64, "--budget", 1, *common)
     assert rc == 2 and len(errors) == 1 and "above this model's MLP projections' smaller side (72)" in errors[0], err
