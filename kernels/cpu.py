@@ -12,7 +12,12 @@ four independent memory streams keep more cache misses in flight than one row af
 is what a row-skipping GEMV needs to approach the memory bandwidth. Dot products accumulate in
 float32 with reassociation allowed (vectorised). The down projection gives each chunk a private
 float32 accumulator of length d per input row and sums them in chunk order at the end (no atomics,
-results independent of which thread took which chunk).
+results independent of which thread took which chunk). With B > 1 decode rows a chunk lists the
+union of the rows any batch row needs and walks it GROUP rows at a time with the batch loop inside,
+so each weight row is read from memory once per call rather than B times (the group is still in
+cache for the other batch rows); each batch row computes only its own rows, in the same blocks of
+four as alone, so its results are bit-identical to a B == 1 call cut into the same chunks. B == 1
+keeps the plain path.
 
 Code layout: the work on one chunk of rows is a plain ``njit`` function (``_fused_chunk``,
 ``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, ``_predict_chunk``); ``rows_kernel`` and
@@ -141,6 +146,172 @@ def _activate(g, thr, act):
     return g if g >= thr else np.float32(0.0)
 
 
+# ---- B > 1: each weight row of a chunk is read from memory once for the whole batch -------------------
+# The rows some batch row needs are listed (the union), then walked GROUP at a time with the batch loop
+# inside, so a group's rows are still in cache when the other batch rows use them. Each batch row
+# takes only the rows it needs, in ascending order, and hands them to _dots / _axpys in blocks of four
+# counted from the chunk's start as the B == 1 code does: up to three rows of an unfinished block are
+# carried into the next group (read again from cache) and the chunk's last group flushes them. So each
+# (b, row) result, and each down accumulator's order of additions, is as for a lone row in that chunk.
+
+GROUP = 16  # union rows per step (a group of 7B rows, 256 KB in float32, stays in L2 across the batch)
+
+
+@njit(cache=True)
+def _union(status, lo, hi, mask, want, idx):
+    """idx[:n] = the rows i of [lo, hi) that some batch row needs, ascending; returns n. Row b needs i
+    when ``(status[b, i] & mask != 0) == want``."""
+    n = 0
+    for i in range(lo, hi):
+        for b in range(status.shape[0]):
+            if ((status[b, i] & mask) != 0) == want:
+                idx[n] = i
+                n += 1
+                break
+    return n
+
+
+@njit(cache=True)
+def _group_rows(status_b, idx, g0, g1, mask, want, carry_b, nc, rows):
+    """rows[:n] = the nc rows carried over, then those of idx[g0:g1] this batch row needs; returns n."""
+    for m in range(nc):
+        rows[m] = carry_b[m]
+    n = nc
+    for m in range(g0, g1):
+        i = idx[m]
+        if ((status_b[i] & mask) != 0) == want:
+            rows[n] = i
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _carry(rows, n, done, carry_b):
+    """Keep rows[done:n] (an unfinished block of four) for the next group; returns how many."""
+    for m in range(done, n):
+        carry_b[m - done] = rows[m]
+    return n - done
+
+
+@njit(cache=True, inline="always")
+def _whole_blocks(n, last):
+    """How many of n listed rows to process now: all in the chunk's last group, else whole blocks of four."""
+    return n if last else n - n % 4
+
+
+@njit(cache=True)
+def _fused_batch(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi, idx, g, u):
+    """_fused_chunk for B > 1. h3[b, i] holds row i's activation until its up product replaces it."""
+    B = x.shape[0]
+    for b in range(B):
+        h3[b, lo:hi] = 0.0
+    nu = _union(status, lo, hi, _PRED, False, idx)
+    rows = np.empty((2, GROUP + 8), dtype=np.int64)  # gate rows; up rows (carried ones first)
+    carry = np.empty((2, B, 4), dtype=np.int64)
+    nc = np.zeros((2, B), dtype=np.int64)
+    for g0 in range(0, nu, GROUP):
+        g1 = min(g0 + GROUP, nu)
+        last = g1 == nu
+        for b in range(B):
+            n = _group_rows(status[b], idx, g0, g1, _PRED, False, carry[0, b], nc[0, b], rows[0])
+            nd = _whole_blocks(n, last)
+            _dots(w_gate, rows[0], nd, x[b], g)
+            nc[0, b] = _carry(rows[0], n, nd, carry[0, b])
+            n2 = nc[1, b]
+            for m in range(n2):
+                rows[1, m] = carry[1, b, m]
+            for m in range(nd):
+                i = rows[0, m]
+                v = _activate(g[m], thr, act)
+                if v == 0:
+                    status[b, i] = _ZERO
+                    if actual_sparsity:
+                        continue
+                h3[b, i] = v
+                rows[1, n2] = i
+                n2 += 1
+            nd2 = _whole_blocks(n2, last)
+            _dots(w_up, rows[1], nd2, x[b], u)
+            for m in range(nd2):
+                i = rows[1, m]
+                h3[b, i] = h3[b, i] * u[m]
+                status[b, i] |= _COMP
+            nc[1, b] = _carry(rows[1], n2, nd2, carry[1, b])
+
+
+@njit(cache=True)
+def _gate_batch(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
+    """_gate_chunk for B > 1."""
+    B = x.shape[0]
+    for b in range(B):
+        h1[b, lo:hi] = 0.0
+    nu = _union(status, lo, hi, _PRED, False, idx)
+    rows = np.empty(GROUP + 8, dtype=np.int64)
+    carry = np.empty((B, 4), dtype=np.int64)
+    nc = np.zeros(B, dtype=np.int64)
+    for g0 in range(0, nu, GROUP):
+        g1 = min(g0 + GROUP, nu)
+        last = g1 == nu
+        for b in range(B):
+            n = _group_rows(status[b], idx, g0, g1, _PRED, False, carry[b], nc[b], rows)
+            nd = _whole_blocks(n, last)
+            _dots(w_gate, rows, nd, x[b], g)
+            for m in range(nd):
+                i = rows[m]
+                v = _activate(g[m], thr, act)
+                h1[b, i] = v
+                if v == 0:
+                    status[b, i] = _ZERO
+            nc[b] = _carry(rows, n, nd, carry[b])
+
+
+@njit(cache=True)
+def _up_batch(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
+    """_up_chunk for B > 1."""
+    B = x.shape[0]
+    for b in range(B):
+        h3[b, lo:hi] = 0.0
+    skip = _PRED | _ZERO if actual_sparsity else _PRED
+    nu = _union(status, lo, hi, skip, False, idx)
+    rows = np.empty(GROUP + 8, dtype=np.int64)
+    carry = np.empty((B, 4), dtype=np.int64)
+    nc = np.zeros(B, dtype=np.int64)
+    for g0 in range(0, nu, GROUP):
+        g1 = min(g0 + GROUP, nu)
+        last = g1 == nu
+        for b in range(B):
+            n = _group_rows(status[b], idx, g0, g1, skip, False, carry[b], nc[b], rows)
+            nd = _whole_blocks(n, last)
+            _dots(w_up, rows, nd, x[b], u)
+            for m in range(nd):
+                i = rows[m]
+                h3[b, i] = h1[b, i] * u[m]
+                status[b, i] |= _COMP
+            nc[b] = _carry(rows, n, nd, carry[b])
+
+
+@njit(cache=True)
+def _down_batch(w_down_t, h3, status, part, c, lo, hi, idx, vals):
+    """_down_chunk for B > 1: part[c, b] gets row b's COMP rows in ascending order, four at a time."""
+    B = h3.shape[0]
+    for b in range(B):
+        part[c, b, :] = 0.0
+    nu = _union(status, lo, hi, _COMP, True, idx)
+    rows = np.empty(GROUP + 8, dtype=np.int64)
+    carry = np.empty((B, 4), dtype=np.int64)
+    nc = np.zeros(B, dtype=np.int64)
+    for g0 in range(0, nu, GROUP):
+        g1 = min(g0 + GROUP, nu)
+        last = g1 == nu
+        for b in range(B):
+            n = _group_rows(status[b], idx, g0, g1, _COMP, True, carry[b], nc[b], rows)
+            for m in range(n):
+                vals[m] = h3[b, rows[m]]
+            nd = _whole_blocks(n, last)
+            _axpys(w_down_t, rows, vals, nd, part[c, b])
+            nc[b] = _carry(rows, n, nd, carry[b])
+
+
 # ---- one chunk of rows [lo, hi) (plain njit functions, shared by the serial and parallel drivers) ----
 
 @njit(cache=True)
@@ -192,6 +363,9 @@ def _not_predicted(status_b, out_b, lo, hi, idx):
 
 @njit(cache=True)
 def _fused_chunk(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi, idx, idx2, g, h1, u):
+    if x.shape[0] > 1:
+        _fused_batch(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi, idx, g, u)
+        return
     for b in range(x.shape[0]):
         n = _not_predicted(status[b], h3[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
@@ -214,6 +388,9 @@ def _fused_chunk(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi,
 
 @njit(cache=True)
 def _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
+    if x.shape[0] > 1:
+        _gate_batch(w_gate, x, thr, act, status, h1, lo, hi, idx, g)
+        return
     for b in range(x.shape[0]):
         n = _not_predicted(status[b], h1[b], lo, hi, idx)
         _dots(w_gate, idx, n, x[b], g)
@@ -226,6 +403,9 @@ def _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
 
 @njit(cache=True)
 def _up_chunk(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
+    if x.shape[0] > 1:
+        _up_batch(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u)
+        return
     for b in range(x.shape[0]):
         n = 0
         for i in range(lo, hi):
@@ -243,6 +423,9 @@ def _up_chunk(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
 
 @njit(cache=True)
 def _down_chunk(w_down_t, h3, status, part, c, lo, hi, idx, vals):
+    if h3.shape[0] > 1:
+        _down_batch(w_down_t, h3, status, part, c, lo, hi, idx, vals)
+        return
     for b in range(h3.shape[0]):
         n = 0
         for i in range(lo, hi):

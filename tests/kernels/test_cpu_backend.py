@@ -7,8 +7,8 @@ import torch
 
 from sparseinfer_kernels import cpu
 from sparseinfer_kernels.api import get_backend
-from sparseinfer_kernels.synthetic import random_case
-from sparseinfer_kernels.testing import THRESHOLDS, compare_backends, configs
+from sparseinfer_kernels.synthetic import random_case, synthetic_mlp
+from sparseinfer_kernels.testing import THRESHOLDS, assert_same, compare_backends, configs
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -45,6 +45,55 @@ def test_parallel_and_serial_paths_agree(dtype, monkeypatch):
         again = be.forward(prep, x, alpha=1.0, threshold=0.01)
         assert torch.equal(again.y, a.y)
     torch.testing.assert_close(a.y.float(), b.y.float(), rtol=1e-2, atol=1e-2 * float(a.y.float().abs().max()))
+
+
+def _mixed_batch(d, k, dtype, seed=7, margin=1e-3):
+    """Weights skewed to ~90% sparse for x0 and five input rows with very different masks: x0 (sparse),
+    -x0 (dense), x0 with 30% of its signs flipped, a random row, 3 * x0 (x0's mask again). Gate rows
+    whose pre-activation lies within `margin` of 0 or 0.01 for some input row are redrawn, so
+    summation order cannot flip an activation against the reference."""
+    wg, wu, wd, x0 = synthetic_mlp(d, k, 0.9, torch.float32, seed=seed, margin=0.2, spread=0.3)
+    gen = torch.Generator().manual_seed(seed)
+    x0 = x0[0]
+    flip = torch.rand(d, generator=gen) < 0.3
+    x = torch.stack([x0, -x0, torch.where(flip, -x0, x0), torch.randn(d, generator=gen), 3 * x0]).to(dtype)
+    wg = wg.to(dtype)
+    for _ in range(100):
+        g = wg.double() @ x.double().t()
+        bad = ((g.abs() < margin) | ((g - 0.01).abs() < margin)).any(dim=1)
+        if not bool(bad.any()):
+            break
+        wg[bad] = (torch.randn(int(bad.sum()), d, generator=gen) * d**-0.5).to(dtype)
+    return wg, wu.to(dtype), wd.to(dtype), x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_batch_rows_share_reads_and_match_lone_rows(dtype, monkeypatch):
+    """B > 1 walks the union of needed rows in groups (several chunks, several groups per chunk,
+    carried blocks of four): per batch row, y is bit-identical to running that row alone, and masks
+    and counters match the reference, on the serial and the parallel path."""
+    d, k = 72, 2999
+    wg, wu, wd, x = _mixed_batch(d, k, dtype)
+    be, ref = get_backend("numba-cpu"), get_backend("torch")
+    prep, ref_prep = be.prepare(wg, wu, wd), ref.prepare(wg, wu, wd)
+    pred = be.predict(prep, x, 1.0).float().mean(dim=1)
+    assert pred[0] > 0.7 and pred[1] < 0.3, pred  # the rows' masks really differ
+    for serial_below in (0, 1 << 40):
+        monkeypatch.setattr(cpu, "SERIAL_BELOW", serial_below)
+        for alpha in (1.0, None):
+            for threshold, as_on, fused in ((0.0, True, True), (0.01, True, False), (0.01, False, True),
+                                            (0.0, False, False)):
+                kw = dict(alpha=alpha, threshold=threshold, actual_sparsity=as_on, fused=fused,
+                          with_counters=True, return_mask=True)
+                got = be.forward(prep, x, **kw)
+                what = f"{dtype} SERIAL_BELOW={serial_below} alpha={alpha} T={threshold} AS={as_on} fused={fused}"
+                assert_same(got, ref.forward(ref_prep, x, **kw), dtype, what)
+                for b in range(x.shape[0]):
+                    alone = be.forward(prep, x[b:b + 1], **kw)
+                    assert torch.equal(got.y[b], alone.y[0]), f"{what}: row {b} differs from a lone call"
+                    assert torch.equal(got.predicted_mask[b], alone.predicted_mask[0]), what
+                    for name in ("predicted_sparse", "actual_sparse", "rows_computed"):
+                        assert getattr(got.counters, name)[b] == getattr(alone.counters, name)[0], (what, name)
 
 
 def test_rejects_cuda_or_mismatched_inputs():
