@@ -61,12 +61,18 @@ class LowRank:
         return self.a.extra_bytes + self.u.extra_bytes
 
 
+# Layouts kept whole when a is truncated: the CUDA linear kernel takes its column count from its
+# output (B, rank), and a column slice would be a strided array the CUDA simulator cannot pass.
+WHOLE_COLUMNS = ("cu_w_t",)
+
+
 def truncate_lowrank(lr: LowRank, rank: int) -> LowRank:
     """The leading-`rank` part of a remainder (the best rank-`rank` approximation, as singular values
     come sorted) as views of lr's layouts, no copy: one layout at the largest rank serves every rank."""
     if not 1 <= rank <= lr.rank:
         raise ValueError(f"rank must be in [1, {lr.rank}], got {rank}")
-    a = replace(lr.a, n_out=rank, extra_bytes=0, state={k: v[:, :rank] for k, v in lr.a.state.items()})
+    a = replace(lr.a, n_out=rank, extra_bytes=0,
+                state={k: v if k in WHOLE_COLUMNS else v[:, :rank] for k, v in lr.a.state.items()})
     u = replace(lr.u, n_in=rank, extra_bytes=0, state={k: v[:rank] for k, v in lr.u.state.items()})
     return LowRank(a, u)
 

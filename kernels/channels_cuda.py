@@ -56,7 +56,8 @@ def linear_py(w_t, x, keep, y):
     col = cuda.blockIdx.x * COLS + t
     r0 = cuda.blockIdx.y * ROWS
     b = cuda.blockIdx.z
-    n_in, n_out = w_t.shape
+    n_in = w_t.shape[0]
+    n_out = y.shape[1]  # w_t may be wider: a truncated low-rank factor's layout is kept whole
     if t < ROWS:  # stage the tile's flags and x values; channels past n_in are unkept
         r = r0 + t
         k = 0

@@ -78,12 +78,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def format_method_table(rows: list[dict[str, Any]]) -> str:
     """The table of `--method cats|teal|wisparse|rsparse` rows."""
-    head = (f"{'method':<12}{'dtype':<9}{'d x k':>12}{'target':>7}{'skip':>6}{'dense ms':>10}{'sparse ms':>10}"
+    head = (f"{'method':<13}{'dtype':<9}{'d x k':>12}{'target':>7}{'skip':>6}{'dense ms':>10}{'sparse ms':>10}"
             f"{'p10-p90':>13}{'speedup':>8}{'ideal':>7}{'of id.':>7}{'GB/s':>6}{'limit':>6}{'ratio':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{_label(r):<12}{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['skipped']:>6.2f}"
+            f"{_label(r):<13}{r['dtype']:<9}{str(r['d']) + 'x' + str(r['k']):>12}{r['sparsity']:>7.2f}{r['skipped']:>6.2f}"
             f"{r['dense_ms']:>10.2f}{r['sparse_ms']:>10.2f}{r['sparse_p10_ms']:>6.2f}-{r['sparse_p90_ms']:<6.2f}"
             f"{r['speedup']:>7.2f}x{r['ideal']:>6.2f}x{100 * r['ideal_ratio']:>6.0f}%{r['gbps']:>6.1f}"
             f"{r['limit_gbps']:>6.1f}{r['limit_ratio']:>6.2f}")

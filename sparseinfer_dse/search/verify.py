@@ -172,9 +172,9 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     cands, which = candidates(study, fidelity)
     if vo.also:
         layers = next(c.profile.num_layers for c in cands if c.profile is not None)
-        cands += also_candidates(vo.also, study, layers)
-        if len({c.name for c in cands}) != len(cands):
-            raise UserError("--also names a profile twice, or one verification already measures")
+        for c in also_candidates(vo.also, study, layers):  # one already measured (on the front) is skipped
+            if c.name not in {d.name for d in cands}:
+                cands.append(c)
     repeats = vo.repeats or REPEATS_FACTOR * opts.latency_repeats
     if repeats < 1:
         raise UserError("--repeats must be at least 1")

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from sparseinfer_dse.engine import sparsify
-from sparseinfer_dse.engine.decode import prefill, step
 from sparseinfer_dse.engine.methods import ProfileError
 from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.engine.thresholds import GRID, _LayerMath, build_table, capture_mlp_inputs
 from sparseinfer_dse.errors import UserError
 from sparseinfer_dse.models.loading import ModelSpec, load_model
+
+from decode_helpers import decode_logits, decode_logits_with
 
 METHODS = ["cats", "teal", "wisparse", "rsparse"]
 
@@ -25,13 +26,6 @@ def silu(tiny_model):
     xs = capture_mlp_inputs(lm.model, lm.mlps, batches, max_tokens=128)
     tables = {m: build_table(m, lm.mlps, xs, {"text": "random", "tokens": 128, "key": m}) for m in METHODS}
     return lm, xs, tables
-
-
-def _decode_logits(lm, ids):
-    with torch.no_grad():
-        _, cache = prefill(lm.model, ids[:, :-1])
-        logits, _ = step(lm.model, ids[:, -1:], cache)
-    return logits.float()
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -71,39 +65,29 @@ def test_decode_step_equals_masked_reference(silu, method, backend):
     lm, _, tables = silu
     n = len(lm.mlps)
     ids = torch.randint(4, 100, (2, 9), generator=torch.Generator().manual_seed(3))
-    dense = _decode_logits(lm, ids)
+    dense = decode_logits(lm, ids)
     assert n == 3
     prof = Profile((0.5, None, 0.7), lm.identity, methods=method)
     with sparsify(lm, prof, backend, method=method, tables=[tables[method]]) as h:
         h.configure(collect=True)
-        got = _decode_logits(lm, ids)
+        got = decode_logits(lm, ids)
         stats = h.layer_stats()
         resolved = h.profile
     # the same decode step in plain float32 torch with the same thresholds
-    with torch.no_grad():
-        hooks = []
-        for i, mlp in enumerate(lm.mlps):
-            thr = resolved.thresholds[i]
-            if thr is None:
-                continue
-            layer = _LayerMath(mlp, method)
-
-            def run(mod, args, out, layer=layer, thr=thr):
-                x = args[0]
-                if x.shape[1] != 1:
-                    return out
-                if method == "cats":
-                    g = x.float() @ layer.wg.t()
-                    a = layer.act(g)
-                    a = a * (a.abs() > thr["act"])
-                    return ((a * (x.float() @ layer.wu.t())) @ layer.wd.t()).to(out.dtype)
-                return layer.output(x.float().reshape(-1, x.shape[-1]), thr).view_as(out).to(out.dtype)
-            hooks.append(mlp.module.register_forward_hook(run))
-        try:
-            want = _decode_logits(lm, ids)
-        finally:
-            for hk in hooks:
-                hk.remove()
+    math = {}
+    for i, mlp in enumerate(lm.mlps):
+        thr = resolved.thresholds[i]
+        if thr is None:
+            continue
+        layer = _LayerMath(mlp, method)
+        if method == "cats":
+            def cats(v, layer=layer, thr=thr):
+                a = layer.act(v @ layer.wg.t())
+                return ((a * (a.abs() > thr["act"])) * (v @ layer.wu.t())) @ layer.wd.t()
+            math[i] = cats
+        else:
+            math[i] = lambda v, layer=layer, thr=thr: layer.output(v, thr)
+    want = decode_logits_with(lm, ids, math)
     torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
     assert not torch.allclose(got, dense, atol=1e-3)  # it really is sparse
     assert stats[1]["calls"]["decode_dense"] == 1 and stats[0]["calls"]["decode_sparse"] == 1
@@ -113,14 +97,14 @@ def test_decode_step_equals_masked_reference(silu, method, backend):
 def test_dense_profile_is_exact_and_layouts_are_views(silu):
     lm, _, tables = silu
     ids = torch.randint(4, 100, (1, 8), generator=torch.Generator().manual_seed(5))
-    dense = _decode_logits(lm, ids)
+    dense = decode_logits(lm, ids)
     n = len(lm.mlps)
     with sparsify(lm, Profile.uniform(n, 0.5, method="teal"), "numba-cpu", method="teal", tables=[tables["teal"]]) as h:
         w_t = h.layers[0]._channels["prep"]["gate"].state["w_t"]
         assert lm.mlps[0].gate.weight.data_ptr() != w_t.data_ptr()  # default: a copy beside the weights
         assert h.extra_bytes >= 3 * n * lm.mlps[0].d * lm.mlps[0].k * 4
         h.set_profile(Profile.dense(n, method="teal"))
-        torch.testing.assert_close(_decode_logits(lm, ids), dense, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(decode_logits(lm, ids), dense, atol=1e-5, rtol=1e-5)
     shared = load_model(ModelSpec(str(lm.spec.model)))
     with sparsify(shared, Profile.uniform(n, 0.5, method="teal"), "numba-cpu", method="teal", tables=[tables["teal"]],
                   share_weights=True) as h:
@@ -128,8 +112,8 @@ def test_dense_profile_is_exact_and_layouts_are_views(silu):
         assert shared.mlps[0].gate.weight.data_ptr() == w_t.data_ptr()  # the model reads the kernel's layout
         assert h.extra_bytes < n * lm.mlps[0].d * lm.mlps[0].k  # column norms only
         h.set_profile(Profile.dense(n, method="teal"))
-        torch.testing.assert_close(_decode_logits(shared, ids), dense, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(_decode_logits(shared, ids), dense, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(decode_logits(shared, ids), dense, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_logits(shared, ids), dense, atol=1e-5, rtol=1e-5)
 
 
 def test_missing_thresholds_and_wrong_method_are_one_line_errors(silu):

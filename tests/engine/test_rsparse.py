@@ -8,13 +8,14 @@ import torch
 
 from sparseinfer_dse.engine import sparsify
 from sparseinfer_dse.engine import lowrank as lowrank_mod
-from sparseinfer_dse.engine.decode import prefill, step
 from sparseinfer_dse.engine.lowrank import compute_factors, svd_factors
 from sparseinfer_dse.engine.methods import ProfileError
 from sparseinfer_dse.engine.profile import Profile, levels_repr
 from sparseinfer_dse.engine.thresholds import _LayerMath, build_table, capture_mlp_inputs
 from sparseinfer_dse.eval import lowrank_cache
 from sparseinfer_dse.models.loading import ModelSpec, load_model
+
+from decode_helpers import decode_logits, decode_logits_with
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,6 @@ def silu(tiny_model):
     xs = capture_mlp_inputs(lm.model, lm.mlps, [torch.randint(4, 100, (1, 24), generator=g) for _ in range(6)],
                             max_tokens=128)
     return lm, build_table("rsparse", lm.mlps, xs, {"text": "random", "tokens": 128, "key": "rsparse"})
-
-
-def _decode_logits(lm, ids):
-    with torch.no_grad():
-        _, cache = prefill(lm.model, ids[:, :-1])
-        logits, _ = step(lm.model, ids[:, -1:], cache)
-    return logits.float()
 
 
 def test_profile_ranks_round_trip_and_errors(tmp_path):
@@ -74,39 +68,28 @@ def test_decode_step_equals_the_definition(silu, backend):
     factors = compute_factors(lm.mlps, 16)
     with sparsify(lm, prof, backend, method="rsparse", tables=[table], factors=factors) as h:
         h.configure(collect=True)
-        got = _decode_logits(lm, ids)
+        got = decode_logits(lm, ids)
         resolved = h.profile
         assert h.layers[0].rank == 8 and h.layers[1].rank == 0 and h.layers[2].alpha is None
         stats = h.layer_stats()
         h.set_profile(Profile((0.5, 0.6, None), lm.identity, methods="rsparse"))  # rank 0: no remainder
-        without = _decode_logits(lm, ids)
-    with torch.no_grad():
-        hooks = []
-        for i, mlp in enumerate(lm.mlps):
-            thr = resolved.thresholds[i]
-            if thr is None:
-                continue
-            layer, f = _LayerMath(mlp, "rsparse"), factors.at(i, resolved.rank_of(i))
+        without = decode_logits(lm, ids)
+    math = {}
+    for i, mlp in enumerate(lm.mlps):
+        thr = resolved.thresholds[i]
+        if thr is None:
+            continue
+        layer, f = _LayerMath(mlp, "rsparse"), factors.at(i, resolved.rank_of(i))
 
-            def product(v, w, p, layer=layer, thr=thr, f=f):
-                keep = (v.abs() * layer.scale[p]) > thr[p]
-                y = (v * keep) @ w.t()
-                a, u = f[p]
-                return y + ((v * ~keep) @ a.t()) @ u.t() if a.shape[0] else y
+        def product(v, w, p, layer=layer, thr=thr, f=f):
+            keep = (v.abs() * layer.scale[p]) > thr[p]
+            y = (v * keep) @ w.t()
+            a, u = f[p]
+            return y + ((v * ~keep) @ a.t()) @ u.t() if a.shape[0] else y
 
-            def run(mod, args, out, layer=layer, product=product):
-                x = args[0]
-                if x.shape[1] != 1:
-                    return out
-                v = x.float().reshape(-1, x.shape[-1])
-                hh = layer.act(product(v, layer.wg, "gate")) * product(v, layer.wu, "up")
-                return product(hh, layer.wd, "down").view_as(out).to(out.dtype)
-            hooks.append(mlp.module.register_forward_hook(run))
-        try:
-            want = _decode_logits(lm, ids)
-        finally:
-            for hk in hooks:
-                hk.remove()
+        math[i] = lambda v, layer=layer, product=product: product(
+            layer.act(product(v, layer.wg, "gate")) * product(v, layer.wu, "up"), layer.wd, "down")
+    want = decode_logits_with(lm, ids, math)
     torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
     assert not torch.allclose(got, without, atol=1e-4)  # the remainder is really added
     assert 0.2 < stats[0]["skipped"] < 0.9 and stats[2]["calls"]["decode_dense"] == 1
@@ -116,14 +99,14 @@ def test_full_rank_remainder_gives_back_the_dense_model(silu):
     """At rank min(d, k) the remainder is W itself on the skipped channels: any sparsity is exact."""
     lm, table = silu
     ids = torch.randint(4, 100, (1, 8), generator=torch.Generator().manual_seed(5))
-    dense = _decode_logits(lm, ids)
+    dense = decode_logits(lm, ids)
     full = min(lm.mlps[0].d, lm.mlps[0].k)
     n = len(lm.mlps)
     with sparsify(lm, Profile.uniform(n, 0.9, method="rsparse", rank=full), "numba-cpu", method="rsparse",
                   tables=[table]) as h:  # no factors given: each layer computes its own SVD
-        torch.testing.assert_close(_decode_logits(lm, ids), dense, atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(decode_logits(lm, ids), dense, atol=2e-3, rtol=2e-3)
         h.set_profile(Profile.uniform(n, 0.9, method="rsparse"))
-        assert not torch.allclose(_decode_logits(lm, ids), dense, atol=2e-3)
+        assert not torch.allclose(decode_logits(lm, ids), dense, atol=2e-3)
         with pytest.raises(ValueError, match="above the projections' smaller side"):
             h.set_profile(Profile.uniform(n, 0.5, method="rsparse", rank=full + 1))
 

@@ -81,7 +81,8 @@ def test_rsparse_search_end_to_end(invoke, tiny_model, tmp_path, cal, monkeypatc
     verified = pd.read_csv(out / "verified.csv")
     assert "rank_000" in verified.columns and {"uniform-50%"} <= set(verified.name)
     also = verified[verified.kind == "also"]
-    assert list(also.name) == ["trial-5", "r"] and not also.on_front.any() and also.accuracy.notna().all()
+    assert "trial-5" in set(verified.name) and "r" in set(also.name)  # trial-5 once, as front or as also
+    assert not also.on_front.any() and also.accuracy.notna().all()
     assert also.latency_ratio.notna().all() and also.vs_dense.str.len().gt(0).all()
     invoke("export", "--study", out, "--pareto", "--out", tmp_path / "front")
     exported = [Profile.load(p) for p in (tmp_path / "front").glob("*.json")]
