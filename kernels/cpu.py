@@ -240,38 +240,13 @@ def _fused_batch(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi,
 
 
 @njit(cache=True)
-def _gate_batch(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
-    """_gate_chunk for B > 1."""
+def _rows_batch(up, w, x, thr, act, actual_sparsity, status, h1, out, lo, hi, idx, vals):
+    """The non-fused steps for B > 1: up=False is _gate_chunk (out = h1 = act(w_gate . x), ZERO
+    marked), up=True is _up_chunk (out = h3 = h1 * (w_up . x) for the surviving rows, COMP marked)."""
     B = x.shape[0]
     for b in range(B):
-        h1[b, lo:hi] = 0.0
-    nu = _union(status, lo, hi, _PRED, False, idx)
-    rows = np.empty(GROUP + 8, dtype=np.int64)
-    carry = np.empty((B, 4), dtype=np.int64)
-    nc = np.zeros(B, dtype=np.int64)
-    for g0 in range(0, nu, GROUP):
-        g1 = min(g0 + GROUP, nu)
-        last = g1 == nu
-        for b in range(B):
-            n = _group_rows(status[b], idx, g0, g1, _PRED, False, carry[b], nc[b], rows)
-            nd = _whole_blocks(n, last)
-            _dots(w_gate, rows, nd, x[b], g)
-            for m in range(nd):
-                i = rows[m]
-                v = _activate(g[m], thr, act)
-                h1[b, i] = v
-                if v == 0:
-                    status[b, i] = _ZERO
-            nc[b] = _carry(rows, n, nd, carry[b])
-
-
-@njit(cache=True)
-def _up_batch(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
-    """_up_chunk for B > 1."""
-    B = x.shape[0]
-    for b in range(B):
-        h3[b, lo:hi] = 0.0
-    skip = _PRED | _ZERO if actual_sparsity else _PRED
+        out[b, lo:hi] = 0.0
+    skip = _PRED | _ZERO if up and actual_sparsity else _PRED
     nu = _union(status, lo, hi, skip, False, idx)
     rows = np.empty(GROUP + 8, dtype=np.int64)
     carry = np.empty((B, 4), dtype=np.int64)
@@ -282,11 +257,17 @@ def _up_batch(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
         for b in range(B):
             n = _group_rows(status[b], idx, g0, g1, skip, False, carry[b], nc[b], rows)
             nd = _whole_blocks(n, last)
-            _dots(w_up, rows, nd, x[b], u)
+            _dots(w, rows, nd, x[b], vals)
             for m in range(nd):
                 i = rows[m]
-                h3[b, i] = h1[b, i] * u[m]
-                status[b, i] |= _COMP
+                if up:
+                    out[b, i] = h1[b, i] * vals[m]
+                    status[b, i] |= _COMP
+                else:
+                    v = _activate(vals[m], thr, act)
+                    out[b, i] = v
+                    if v == 0:
+                        status[b, i] = _ZERO
             nc[b] = _carry(rows, n, nd, carry[b])
 
 
@@ -389,7 +370,7 @@ def _fused_chunk(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi,
 @njit(cache=True)
 def _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
     if x.shape[0] > 1:
-        _gate_batch(w_gate, x, thr, act, status, h1, lo, hi, idx, g)
+        _rows_batch(False, w_gate, x, thr, act, False, status, h1, h1, lo, hi, idx, g)
         return
     for b in range(x.shape[0]):
         n = _not_predicted(status[b], h1[b], lo, hi, idx)
@@ -404,7 +385,7 @@ def _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx, g):
 @njit(cache=True)
 def _up_chunk(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u):
     if x.shape[0] > 1:
-        _up_batch(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx, u)
+        _rows_batch(True, w_up, x, np.float32(0.0), 0, actual_sparsity, status, h1, h3, lo, hi, idx, u)
         return
     for b in range(x.shape[0]):
         n = 0
