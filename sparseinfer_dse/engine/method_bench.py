@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from sparseinfer_dse.engine.bench_timing import ROTATIONS, llc_bytes, pct, reader, threads_of, time_interleaved
 from sparseinfer_dse.engine.lowrank import svd_factors
+from sparseinfer_dse.engine.thresholds import WEIGHTED
 
 METHODS = ("cats", "teal", "wisparse", "rsparse")
 
@@ -69,7 +70,7 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
                       for xi in xs]
     else:
         preps = {n: backend.prepare_linear(w) for n, w in (("gate", wg), ("up", wu), ("down", wd))}
-        if method in ("wisparse", "rsparse"):
+        if method in WEIGHTED:
             scale = {n: w.float().norm(dim=0).to(device) for n, w in (("gate", wg), ("up", wu), ("down", wd))}
         else:
             scale = {"gate": None, "up": None, "down": None}
@@ -116,7 +117,8 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
     times, flushed = time_interleaved(fns, device, repeats=repeats, warmup=warmup, flush=flush, progress=progress)
     med = {n: float(np.median(v)) * 1e3 for n, v in times.items()}
     row: dict[str, Any] = dict(
-        method=method, rank=rank if method == "rsparse" else None, backend=backend.name, device=device, dtype=str(dtype).replace("torch.", ""), d=d, k=k,
+        method=method, rank=rank if method == "rsparse" else None, backend=backend.name, device=device,
+        dtype=str(dtype).replace("torch.", ""), d=d, k=k,
         batch=batch, sparsity=sparsity, skipped=skipped, repeats=repeats, flush=flush, flush_bytes=flushed,
         llc_bytes=llc_bytes() if device == "cpu" else None, rotations=ROTATIONS, threads=threads_of(device),
     )

@@ -78,6 +78,29 @@ def test_bench_kernels_methods(runner, tmp_path, method):
     assert f"{method:<9}" in res.output
 
 
+def test_bench_kernels_rsparse_ranks(runner, tmp_path):
+    """One row per rank; the remainder's bytes count in the ideal; --rank is rsparse's only."""
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "kernels", "--method", "rsparse", "--shape", "64x200", "--sparsity", "0.5",
+                              "--rank", "0,16", "--repeats", "2", "--warmup", "1", "--threads", "1", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r0, r16 = json.loads(out.read_text())
+    assert (r0["rank"], r16["rank"]) == (0, 16) and r0["skipped"] == pytest.approx(0.5, abs=0.08)
+    # 16 values per skipped channel and 16 x n_out per projection on top of rank 0's bytes
+    extra = sum(((1 - 0.5) * n_in + n_out) * 16 * 4 for n_in, n_out in ((64, 200), (64, 200), (200, 64)))
+    assert r16["sparse_bytes"] - r0["sparse_bytes"] == pytest.approx(extra, rel=0.15)
+    assert "rsparse r16" in res.output
+    from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.errors import UserError
+
+    with pytest.raises(UserError, match="--rank is rsparse's"):
+        bench_kernels_command(method="teal", backend="numba-cpu", dtype="float32", shape=["64x200"],
+                              sparsity=["0.5"], rank=["8"], repeats=1)
+    with pytest.raises(UserError, match="at most the smaller side"):
+        bench_kernels_command(method="rsparse", backend="numba-cpu", dtype="float32", shape=["64x200"],
+                              sparsity=["0.5"], rank=["65"], repeats=1)
+
+
 def test_bench_kernels_unknown_method():
     from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
     from sparseinfer_dse.errors import UserError
