@@ -297,17 +297,19 @@ def _down_batch(w_down_t, h3, status, part, c, lo, hi, idx, vals):
 
 @njit(cache=True)
 def _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi):
-    """Rows [lo, hi) as four interleaved sub-ranges: four sequential streams in flight at once."""
+    """Rows [lo, hi) as four interleaved sub-ranges: four sequential streams in flight at once. The
+    batch loop is inside: four rows' sign words (a few KB) are read from memory once and stay in L1
+    while every batch row is compared with them."""
     nw = sign_w.shape[1]
     q = (hi - lo) // 4
-    for b in range(sign_x.shape[0]):
-        xs = sign_x[b]
-        for r in range(q):
-            i0 = lo + r
-            i1 = i0 + q
-            i2 = i1 + q
-            i3 = i2 + q
-            a0, a1, a2, a3 = sign_w[i0], sign_w[i1], sign_w[i2], sign_w[i3]
+    for r in range(q):
+        i0 = lo + r
+        i1 = i0 + q
+        i2 = i1 + q
+        i3 = i2 + q
+        a0, a1, a2, a3 = sign_w[i0], sign_w[i1], sign_w[i2], sign_w[i3]
+        for b in range(sign_x.shape[0]):
+            xs = sign_x[b]
             n0 = 0
             n1 = 0
             n2 = 0
@@ -322,8 +324,10 @@ def _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi):
             status[b, i1] = _PRED if n1 >= nneg_min else np.int8(0)
             status[b, i2] = _PRED if n2 >= nneg_min else np.int8(0)
             status[b, i3] = _PRED if n3 >= nneg_min else np.int8(0)
-        for i in range(lo + 4 * q, hi):
-            row = sign_w[i]
+    for i in range(lo + 4 * q, hi):
+        row = sign_w[i]
+        for b in range(sign_x.shape[0]):
+            xs = sign_x[b]
             n = 0
             for w in range(nw):
                 n += popcount(row[w] ^ xs[w])
