@@ -94,8 +94,9 @@ def bench_method_one(backend, device: str, method: str, d: int, k: int, sparsity
         skipped = 1.0 - float(np.mean(kept_frac))
         sparse_bytes = sum(kf * k * d * es for kf in kept_frac)
         extra = sum(p.extra_bytes for p in preps.values())
-        sparse_fns = [run_block(xi, hi) for xi, hi in zip(xs, h_in)]
-        if method == "rsparse":
+        if method != "rsparse":
+            sparse_fns = [run_block(xi, hi) for xi, hi in zip(xs, h_in)]
+        else:
             lrs = None
             if rank:
                 lrs = []

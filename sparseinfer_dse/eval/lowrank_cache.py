@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.engine.lowrank import EXACT_UP_TO, OVERSAMPLE, PROJECTIONS, LowRankFactors, compute_factors
 from sparseinfer_dse.eval.baseline_cache import weights_fingerprint
 from sparseinfer_dse.eval.offline_tasks import cache_root
@@ -51,11 +50,9 @@ def _load(path: Path, key: dict[str, Any]) -> Optional[LowRankFactors]:
 
 def _save(path: Path, key: dict[str, Any], factors: LowRankFactors) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp.", suffix=".pt")
-    os.close(fd)
     layers = [{"a": [f[p][0] for p in PROJECTIONS], "u": [f[p][1] for p in PROJECTIONS]} for f in factors.factors]
-    torch.save({"key": json.dumps(key), "layers": layers}, tmp)
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        torch.save({"key": json.dumps(key), "layers": layers}, tmp)
 
 
 def lowrank_factors(lm: Any, max_rank: int, *, progress: bool = True, use_cache: bool = True,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from sparseinfer_dse.atomic import replaced
 from sparseinfer_dse.engine.methods import get_method
 from sparseinfer_dse.engine.thresholds import GRID, ThresholdTable, build_table, capture_mlp_inputs
 from sparseinfer_dse.eval.baseline_cache import weights_fingerprint
@@ -81,10 +80,8 @@ def _load(path: Path, key: dict[str, Any]) -> Optional[ThresholdTable]:
 
 def _save(path: Path, key: dict[str, Any], table: ThresholdTable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp.", suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, key=json.dumps(key), calibration=json.dumps(table.calibration), **table.to_arrays())
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        np.savez(tmp, key=json.dumps(key), calibration=json.dumps(table.calibration), **table.to_arrays())
 
 
 def calibrate(lm: Any, method: str, spec: CalibrationSpec = CalibrationSpec(), *, progress: bool = True,

@@ -128,7 +128,7 @@ def _load_study(folder: Path, storage: Optional[str] = None) -> tuple[SearchOpti
         raise UserError(f"no study {opts.name!r} in {redact(opts.storage_url)}") from None
 
 
-def also_candidates(specs: tuple[str, ...], study: optuna.Study, num_layers: int) -> list[Candidate]:
+def also_candidates(specs: tuple[str, ...], study: optuna.Study, num_layers: Optional[int]) -> list[Candidate]:
     """The `also` profiles: "trial-N" or a seed's name (this study), "DIR:trial-N" / "DIR:seed" (the
     study in search folder DIR), or a profile JSON file."""
     out = []
@@ -147,7 +147,7 @@ def also_candidates(specs: tuple[str, ...], study: optuna.Study, num_layers: int
             name = label if not where else f"{st.study_name}:{label}"
             # another study's figures are on its own scale (its dense reference): not shown as this one's
             search = {"latency_ms": t.values[0], "accuracy": t.values[1]} if not where else {}
-        if prof is None or prof.num_layers != num_layers:
+        if prof is None or (num_layers is not None and prof.num_layers != num_layers):
             raise UserError(f"--also {spec}: not a profile for this model's {num_layers} layers")
         out.append(Candidate("also", name, trial, prof, search))
     return out
@@ -171,7 +171,7 @@ def run_verify(vo: VerifyOptions, say: Callable[[str], None] = print, progress: 
     fidelity = opts.effective_fidelity
     cands, which = candidates(study, fidelity)
     if vo.also:
-        layers = next(c.profile.num_layers for c in cands if c.profile is not None)
+        layers = next((c.profile.num_layers for c in cands if c.profile is not None), None)
         for c in also_candidates(vo.also, study, layers):  # one already measured (on the front) is skipped
             if c.name not in {d.name for d in cands}:
                 cands.append(c)
