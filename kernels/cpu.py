@@ -4,27 +4,31 @@ Layouts: ``W_gate`` and ``W_up`` stay as given (row-major (k, d)), sign words ar
 uint32, ``W_down^T`` is (k, d). Half-precision weights are read as 16-bit integer views and widened
 in registers (``halfbits.py``), so bf16/fp16 move half the bytes of float32.
 
-Work split: the k rows are cut into chunks (CHUNKS_PER_THREAD per thread) that the threads of a
-``prange`` take dynamically from an atomic counter, so a thread that shares its core with another
-process simply takes fewer chunks. Inside a chunk the rows a kernel must read are first listed
-(no gathers: each listed row is then read whole and contiguously) and processed four at a time:
-four independent memory streams keep more cache misses in flight than one row after another, which
-is what a row-skipping GEMV needs to approach the memory bandwidth. Dot products accumulate in
-float32 with reassociation allowed (vectorised). The down projection gives each chunk a private
-float32 accumulator of length d per input row and sums them in chunk order at the end (no atomics,
-results independent of which thread took which chunk). With B > 1 decode rows a chunk lists the
-union of the rows any batch row needs and walks it GROUP rows at a time with the batch loop inside,
-so each weight row is read from memory once per call rather than B times (the group is still in
-cache for the other batch rows); each batch row computes only its own rows, in the same blocks of
-four as alone, so its results are bit-identical to a B == 1 call cut into the same chunks. B == 1
-keeps the plain path.
+Work split: one call is one parallel region (``block_kernel``). The k rows are cut into chunks
+(BLOCK_CHUNKS_PER_THREAD per thread) that the threads take dynamically from an atomic counter, so a
+thread that shares its core with another process simply takes fewer chunks. A chunk is carried
+through the whole block by the thread that took it: its rows are predicted, the kept ones gated and
+upped, and their down rows added into the chunk's own float32 partial (down needs only the h3 of
+the same rows). The last work items sum the partials by column blocks, in chunk order, once every
+chunk is done: no atomics on the output, results independent of which thread took which chunk, and
+one wake-up of the thread team per call instead of one per step (on a small CPU each costs 10-100
+us, as much as a small layer's whole weight read).
 
-Code layout: the work on one chunk of rows is a plain ``njit`` function (``_fused_chunk``,
-``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, ``_predict_chunk``); ``rows_kernel`` and
-``predict_status`` (which also packs x's signs) are the ``parallel=True`` drivers that hand chunks
-to threads (one driver for the four row kernels keeps the cold JIT time down: parallel lowering is
-the slow part). Calls smaller than SERIAL_BELOW call the chunk functions directly on all rows,
-without a thread team.
+Inside a chunk the rows a kernel must read are first listed (no gathers: each listed row is then
+read whole and contiguously) and processed four at a time: four independent memory streams keep
+more cache misses in flight than one row after another, which is what a row-skipping GEMV needs to
+approach the memory bandwidth. Dot products accumulate in float32 with reassociation allowed
+(vectorised). With B > 1 decode rows a chunk lists the union of the rows any batch row needs and
+walks it GROUP rows at a time with the batch loop inside, so each weight row is read from memory
+once per call rather than B times (the group is still in cache for the other batch rows); each
+batch row computes only its own rows, in the same blocks of four as alone, so its results are
+bit-identical to a B == 1 call cut into the same chunks. B == 1 keeps the plain path.
+
+Code layout: the work on one chunk of rows is a plain ``njit`` function (``_predict_chunk``,
+``_fused_chunk``, ``_gate_chunk``, ``_up_chunk``, ``_down_chunk``, all called by ``_block_chunk``);
+``block_kernel`` is the ``parallel=True`` driver, ``block_serial`` runs the same chunk function on
+all rows at once for calls smaller than SERIAL_BELOW (no thread team). ``predict_status`` is the
+predictor alone (``predict()`` and the benchmarks' predictor timing).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from sparseinfer_kernels.interface import (
     activation_code,
     check_input,
 )
-from sparseinfer_kernels.halfbits import fetch_add, numba_view, popcount, sign_bit_f32, to_f32
+from sparseinfer_kernels.halfbits import fetch_add, load_acquire, numba_view, popcount, sign_bit_f32, to_f32
 from sparseinfer_kernels.reference import prepare_common
 from sparseinfer_kernels.signs import nneg_threshold
 
@@ -454,57 +458,106 @@ def predict_status(sign_w, x, nneg_min, workers, serial_below, chunks_per_thread
     return status
 
 
-OP_FUSED, OP_GATE, OP_UP, OP_DOWN = 0, 1, 2, 3
+@njit(cache=True)
+def _sum_columns(part, y, j0, j1):
+    """y[b, j0:j1] = sum over chunks c (in order) of part[c, b, j0:j1]."""
+    for b in range(y.shape[0]):
+        for j in range(j0, j1):
+            y[b, j] = part[0, b, j]
+        for c in range(1, part.shape[0]):
+            pc = part[c, b]
+            for j in range(j0, j1):
+                y[b, j] += pc[j]
+
+
+@njit(cache=True)
+def _block_chunk(sign_w, sign_x, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act, actual_sparsity, fused,
+                 status, h1, h3, part, c, lo, hi, idx, val):
+    """Everything the block does on rows [lo, hi): predict them, gate/up the kept ones, and add their
+    down rows into part[c] (down only needs the h3 of the same rows)."""
+    if predict:
+        _predict_chunk(sign_w, sign_x, nneg_min, status, lo, hi)
+    else:
+        status[:, lo:hi] = 0
+    if fused:
+        _fused_chunk(w_gate, w_up, x, thr, act, actual_sparsity, status, h3, lo, hi, idx[0], idx[1],
+                     val[0], val[1], val[2])
+    else:
+        _gate_chunk(w_gate, x, thr, act, status, h1, lo, hi, idx[0], val[0])
+        _up_chunk(w_up, x, actual_sparsity, status, h1, h3, lo, hi, idx[0], val[0])
+    _down_chunk(w_down_t, h3, status, part, c, lo, hi, idx[0], val[0])
 
 
 @njit(parallel=True, cache=True)
-def rows_kernel(op, w_a, w_b, x, thr, act, actual_sparsity, status, h1, h3, part, workers, nch):
-    """One parallel driver for the row kernels (one compile per weight dtype, not four):
+def block_kernel(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act, actual_sparsity, fused,
+                 workers, nch, ncol):
+    """One MLP block's decode step in one parallel region; returns (y (B, d) float32, status (B, k)).
 
-    * OP_FUSED: gate (w_a), activation, actual sparsity and up (w_b) in one pass -> h3, status;
-    * OP_GATE:  non-fused step 1, h1 = act(w_a . x) (marks ZERO rows);
-    * OP_UP:    non-fused steps 2+3, h3 = h1 * (w_b . x) for the surviving rows (marks COMP);
-    * OP_DOWN:  chunk c adds h3[b, i] * w_a[i] (w_a = W_down^T) over its COMP rows into part[c, b].
+    x's signs are packed first (B x d, serial). Then the threads take work items from one atomic
+    counter: items [0, nch) are row chunks, each predicted, gated/upped and added into its own down
+    partial part[c] (``_block_chunk``); items [nch, nch + ncol) are column blocks of the final sum
+    y = sum_c part[c], in chunk order. A thread that takes a column block waits (spinning on a done
+    counter) until every row chunk is finished; all row chunks were handed out before it, so they are
+    all running. One region instead of one per step: each fork/join costs 10-100 us on a small CPU
+    (a sleeping team's wake-up), as much as a small layer's whole weight read. Sums in chunk order:
+    the result does not depend on which thread took which chunk.
 
-    ``act`` is the activation's int code (``interface.ACT_RELU`` / ``ACT_SILU``), ``thr`` its
-    float32 threshold; both are used where the gate value is known, once per row.
-    """
-    k = status.shape[1]
+    ``predict`` False marks no row PRED (the no-prediction variant); ``fused`` False runs gate and up
+    as two passes over the chunk (h1 in between). ``act``/``thr`` as in ``_activate``."""
+    B, k, d = x.shape[0], w_gate.shape[0], x.shape[1]
+    sign_x = np.empty((B, sign_w.shape[1]), dtype=sign_w.dtype)
+    if predict:
+        pack_x_signs(x, sign_x)
+    status = np.empty((B, k), dtype=np.int8)
+    h3 = np.empty((B, k), dtype=np.float32)
+    h1 = np.empty((B, k) if not fused else (1, 1), dtype=np.float32)
+    part = np.empty((nch, B, d), dtype=np.float32)
+    y = np.empty((B, d), dtype=np.float32)
     span = (k + nch - 1) // nch + 1
     counter = np.zeros(1, dtype=np.int64)
+    done = np.zeros(1, dtype=np.int64)
     idx_all = np.empty((workers, 2, span), dtype=np.int64)  # per-thread scratch
     val_all = np.empty((workers, 3, span), dtype=np.float32)
     for t in prange(workers):
         while True:
             c = fetch_add(counter)
-            if c >= nch:
-                break
-            lo, hi = _bounds(c, nch, k)
-            if op == OP_FUSED:
-                _fused_chunk(w_a, w_b, x, thr, act, actual_sparsity, status, h3, lo, hi, idx_all[t, 0],
-                             idx_all[t, 1], val_all[t, 0], val_all[t, 1], val_all[t, 2])
-            elif op == OP_GATE:
-                _gate_chunk(w_a, x, thr, act, status, h1, lo, hi, idx_all[t, 0], val_all[t, 0])
-            elif op == OP_UP:
-                _up_chunk(w_b, x, actual_sparsity, status, h1, h3, lo, hi, idx_all[t, 0], val_all[t, 0])
+            if c < nch:
+                lo, hi = _bounds(c, nch, k)
+                _block_chunk(sign_w, sign_x, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act,
+                             actual_sparsity, fused, status, h1, h3, part, c, lo, hi, idx_all[t], val_all[t])
+                fetch_add(done)
+            elif c < nch + ncol:
+                while load_acquire(done) < nch:
+                    pass
+                j0, j1 = _bounds(c - nch, ncol, d)
+                _sum_columns(part, y, j0, j1)
             else:
-                _down_chunk(w_a, h3, status, part, c, lo, hi, idx_all[t, 0], val_all[t, 0])
+                break
+    return y, status
 
 
 @njit(cache=True)
-def sum_parts(part, y):
-    """y[b] = sum over chunks c (in order) of part[c, b]."""
-    for b in range(y.shape[0]):
-        for j in range(y.shape[1]):
-            s = np.float32(0.0)
-            for c in range(part.shape[0]):
-                s += part[c, b, j]
-            y[b, j] = s
+def block_serial(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act, actual_sparsity, fused):
+    """block_kernel on one thread, all rows as one chunk (calls too small to pay for a thread team)."""
+    B, k, d = x.shape[0], w_gate.shape[0], x.shape[1]
+    sign_x = np.empty((B, sign_w.shape[1]), dtype=sign_w.dtype)
+    if predict:
+        pack_x_signs(x, sign_x)
+    status = np.empty((B, k), dtype=np.int8)
+    h3 = np.empty((B, k), dtype=np.float32)
+    h1 = np.empty((B, k) if not fused else (1, 1), dtype=np.float32)
+    y = np.empty((1, B, d), dtype=np.float32)
+    idx = np.empty((2, k + 1), dtype=np.int64)
+    val = np.empty((3, k + 1), dtype=np.float32)
+    _block_chunk(sign_w, sign_x, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act, actual_sparsity, fused,
+                 status, h1, h3, y, 0, 0, k, idx, val)
+    return y[0], status
 
 
 SERIAL_BELOW = 1 << 18  # weight elements x batch rows under which one thread beats a fork/join
-CHUNKS_PER_THREAD = 16  # rows are handed out in chunks, dynamically (a busy core takes fewer)
-DOWN_CHUNKS_PER_THREAD = 4  # the down projection keeps one d-length buffer per chunk
+CHUNKS_PER_THREAD = 16  # the predictor's rows are handed out in chunks, dynamically (a busy core takes fewer)
+BLOCK_CHUNKS_PER_THREAD = 8  # the block's chunks: each keeps a d-length down partial per batch row
+SUM_COLUMNS = 512  # columns per work item of the block's final sum
 
 
 def _num_threads() -> int:
@@ -558,37 +611,15 @@ class NumbaCPUBackend:
         xf = x.float().contiguous().numpy()
         B, k, d = xf.shape[0], prep.k, prep.d
         threads = _num_threads()
-        status = self._predict_status(prep, xf, alpha, threads)
-        h3 = np.empty((B, k), dtype=np.float32)
-        thr, as_on = np.float32(threshold), bool(actual_sparsity)
-        if k * d * B < SERIAL_BELOW:  # small call: the chunk functions run directly, one chunk
-            threads = 1
-        y = np.empty((B, d), dtype=np.float32)
-        if threads == 1:  # one chunk of all rows, no thread team
-            idx = np.empty((2, k), dtype=np.int64)
-            val = np.empty((3, k), dtype=np.float32)
-            if fused:
-                _fused_chunk(st["nb_gate"], st["nb_up"], xf, thr, act, as_on, status, h3, 0, k, idx[0], idx[1],
-                             val[0], val[1], val[2])
-            else:
-                h1 = np.empty((B, k), dtype=np.float32)
-                _gate_chunk(st["nb_gate"], xf, thr, act, status, h1, 0, k, idx[0], val[0])
-                _up_chunk(st["nb_up"], xf, as_on, status, h1, h3, 0, k, idx[0], val[0])
-            _down_chunk(st["nb_down_t"], h3, status, y.reshape(1, B, d), 0, 0, k, idx[0], val[0])
+        predict = alpha is not None
+        nneg_min = nneg_threshold(alpha, d) if predict else 0
+        args = (st["nb_words"], nneg_min, predict, st["nb_gate"], st["nb_up"], st["nb_down_t"], xf,
+                np.float32(threshold), act, bool(actual_sparsity), bool(fused))
+        if threads == 1 or k * d * B < SERIAL_BELOW:  # small call: one chunk of all rows, no thread team
+            y, status = block_serial(*args)
         else:
-            nch = _chunks(k, threads, CHUNKS_PER_THREAD)
-            wg, wu, wd = st["nb_gate"], st["nb_up"], st["nb_down_t"]
-            no_part = np.empty((1, 1, 1), dtype=np.float32)
-            if fused:
-                rows_kernel(OP_FUSED, wg, wu, xf, thr, act, as_on, status, h3, h3, no_part, threads, nch)
-            else:
-                h1 = np.empty((B, k), dtype=np.float32)
-                rows_kernel(OP_GATE, wg, wu, xf, thr, act, as_on, status, h1, h3, no_part, threads, nch)
-                rows_kernel(OP_UP, wg, wu, xf, thr, act, as_on, status, h1, h3, no_part, threads, nch)
-            nch = _chunks(k, threads, DOWN_CHUNKS_PER_THREAD)
-            part = np.empty((nch, B, d), dtype=np.float32)
-            rows_kernel(OP_DOWN, wd, wd, xf, thr, act, as_on, status, h3, h3, part, threads, nch)
-            sum_parts(part, y)
+            nch = _chunks(k, threads, BLOCK_CHUNKS_PER_THREAD)
+            y, status = block_kernel(*args, threads, nch, max(1, min(2 * threads, d // SUM_COLUMNS)))
         counters = Counters.from_status(status) if with_counters else None
         mask = torch.from_numpy((status & PRED) != 0) if return_mask else None
         return MLPResult(y=torch.from_numpy(y).to(x.dtype), counters=counters, predicted_mask=mask)

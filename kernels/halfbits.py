@@ -87,7 +87,21 @@ def fetch_add(typingctx, counter):
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         one = ir.Constant(ir.IntType(64), 1)
-        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+        return builder.atomic_rmw("add", ary.data, one, "acq_rel")  # publishes the work done before it
+
+    return types.int64(counter), codegen
+
+
+@intrinsic
+def load_acquire(typingctx, counter):
+    """``counter[0]`` read atomically with acquire order (a 1-D int64 array): a thread that waits for
+    a ``fetch_add`` count sees the writes made before those adds (``cpu.block_kernel``'s final sum)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and counter.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(ary.data, "acquire", 8)
 
     return types.int64(counter), codegen
 

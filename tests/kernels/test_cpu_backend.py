@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from sparseinfer_kernels import cpu
 from sparseinfer_kernels.api import get_backend
+from sparseinfer_kernels.signs import nneg_threshold
 from sparseinfer_kernels.synthetic import random_case, synthetic_mlp
 from sparseinfer_kernels.testing import THRESHOLDS, assert_same, compare_backends, configs
 
@@ -45,6 +47,29 @@ def test_parallel_and_serial_paths_agree(dtype, monkeypatch):
         again = be.forward(prep, x, alpha=1.0, threshold=0.01)
         assert torch.equal(again.y, a.y)
     torch.testing.assert_close(a.y.float(), b.y.float(), rtol=1e-2, atol=1e-2 * float(a.y.float().abs().max()))
+
+
+def test_one_region_block_independent_of_chunks_taken_and_sum_split():
+    """block_kernel (one parallel region: chunks carried from prediction to their down partial, then
+    the partials summed by column blocks once all chunks are done): y and status do not depend on
+    how many threads run it or into how many column blocks the final sum is cut, and agree with the
+    one-chunk serial call."""
+    d, k, B = 130, 3001, 2
+    wg, wu, wd, x = random_case(d, k, B, torch.float32, threshold=0.0, seed=11)
+    be = get_backend("numba-cpu")
+    st = be.prepare(wg, wu, wd).state
+    xf = x.float().contiguous().numpy()
+    for predict, fused in ((True, True), (True, False), (False, True)):
+        args = (st["nb_words"], nneg_threshold(1.0, d), predict, st["nb_gate"], st["nb_up"], st["nb_down_t"], xf,
+                np.float32(0.0), 0, True, fused)
+        want_y, want_status = cpu.block_kernel(*args, 2, 24, 1)
+        for workers, ncol in ((1, 1), (2, 3), (3, 7), (4, d)):  # more workers than cores; one column per block
+            y, status = cpu.block_kernel(*args, workers, 24, ncol)
+            assert np.array_equal(y, want_y) and np.array_equal(status, want_status), (predict, fused, workers, ncol)
+        y1, status1 = cpu.block_serial(*args)
+        assert np.array_equal(status1, want_status)
+        np.testing.assert_allclose(y1, want_y, rtol=1e-4, atol=1e-4 * float(np.abs(want_y).max()))
+        assert (status1 != 0).any() and ((status1 & 1) != 0).any() == predict
 
 
 def _mixed_batch(d, k, dtype, seed=7, margin=1e-3):

@@ -51,7 +51,7 @@ def test_numba_cpu_silu_matches_reference(d, k, B, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_silu_parallel_and_serial_paths_agree(dtype, monkeypatch):
-    """The threaded driver (rows_kernel) against the reference, fused and not, on a CATS case."""
+    """The threaded driver (block_kernel) against the reference, fused and not, on a CATS case."""
     ref, be = get_backend("torch"), get_backend("numba-cpu")
     wg, wu, wd, x = random_case(70, 129, 3, dtype, threshold=0.25, seed=7, activation="silu")
     prep, ref_prep = be.prepare(wg, wu, wd), ref.prepare(wg, wu, wd)
