@@ -35,6 +35,10 @@ def bench_model_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full results as JSON to this file.")] = None,
     mlp_share: Annotated[bool, typer.Option("--mlp-share/--no-mlp-share", help="Extra pass timing the MLP modules with hooks.")] = True,
     allow_model_mismatch: Annotated[bool, typer.Option(help="Accept a profile made for another model with the same layer count.")] = False,
+    compile: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="Replay a torch.compile'd decode step on a static KV cache, dense and sparse alike "
+        "(the sparse MLP is one custom op inside it): the figures without eager Python's per-module cost. The "
+        "first step compiles (about a minute for SmolLM2 on 2 cores). The hooked MLP-share pass stays eager.")] = False,
 ) -> None:
     """Per-token decode latency at batch 1: dense and SparseInfer interleaved in one run, on the same
     prompts and the same (teacher-forced) tokens, with median and p10/p90 ms/token, the speedup over
@@ -48,13 +52,13 @@ def bench_model_command(
 
     names = order_variants(variants.split(","))
     bench = ModelBench(ModelSpec(model, gguf_file, device, dtype, decode_activation), profile, backend, tokens,
-                       prompts, repeats, warmup, names, threads, data_dir, mlp_share, allow_model_mismatch)
+                       prompts, repeats, warmup, names, threads, data_dir, mlp_share, allow_model_mismatch, compile)
     res = run_model_bench(bench, say=lambda msg: typer.echo(msg, err=True))
     res["command"] = _command_line(model=model, gguf_file=gguf_file, device=device, dtype=dtype,
                                    decode_activation=decode_activation, profile=profile, backend=backend,
                                    tokens=tokens, prompts=prompts, repeats=repeats, warmup=warmup,
                                    variants=",".join(names), threads=threads, data_dir=data_dir, json=json_out,
-                                   mlp_share=mlp_share, allow_model_mismatch=allow_model_mismatch)
+                                   mlp_share=mlp_share, allow_model_mismatch=allow_model_mismatch, compile=compile)
     if omp_warning:
         res["warnings"] = [omp_warning]
     from sparseinfer_dse.engine.latency_table import format_table
@@ -71,7 +75,7 @@ def _command_line(**opts: Any) -> str:
     parts = ["sparseinfer-dse", "bench", "model"]
     for key, value in opts.items():
         flag = "--" + key.replace("_", "-")
-        if value is None or value is False and key == "allow_model_mismatch":
+        if value is None or value is False and key in ("allow_model_mismatch", "compile"):
             continue
         if key == "mlp_share":
             if not value:

@@ -71,11 +71,11 @@ def step(model: nn.Module, ids: torch.Tensor, cache: Any, attention_mask: Option
          position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Any]:
     """One decode step, ids [B, 1]: (logits [B, V], the extended cache)."""
     out = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                **{_cache_arg(model): cache})
+                **{cache_keyword(model): cache})
     return out.logits[:, -1], _cache_of(out)
 
 
-def _cache_arg(model: nn.Module) -> str:
+def cache_keyword(model: nn.Module) -> str:
     """The KV-cache keyword of the model's forward: `cache` (transformers >= 5.2x), else the older
     `past_key_values` (which the newer versions still take, with a FutureWarning per call)."""
     cls = type(model)
@@ -115,13 +115,16 @@ class Workload:
     tokens: int
     device: torch.device
     prefill_s: list[float] = field(default_factory=list)
+    decoder: Any = None  # a CompiledDecoder when the steps run compiled (prepare_workload(compile=True))
 
 
 @torch.inference_mode()
 def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], tokens: int,
-                     handle: Any = None) -> Workload:
+                     handle: Any = None, compile: bool = False) -> Workload:
     """Prefill every prompt (dense) and fix the `tokens` token ids each decode run will be fed: the
-    model's dense greedy continuation. With a handle, decoding runs dense (`enabled=False`) here."""
+    model's dense greedy continuation. With a handle, decoding runs dense (`enabled=False`) here.
+    `compile`: the timed runs replay a compiled step on a static cache (`compiled_decode.py`); the
+    continuation is still found eagerly."""
     if tokens < 1:
         raise OptionError("tokens", "{tokens} must be at least 1")
     device = model_device(model)
@@ -140,17 +143,25 @@ def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], t
                 logits, work = step(model, seq[-1].view(1, 1), work)
                 seq.append(logits[0].argmax())
         runs.append(PromptRun(prompt, ids, cache, torch.stack(seq)))
-    return Workload(runs, tokens, device, prefill_s)
+    decoder = None
+    if compile:
+        from sparseinfer_dse.engine.compiled_decode import CompiledDecoder
+
+        decoder = CompiledDecoder(model, max(r.input_ids.shape[1] for r in runs) + tokens)
+    return Workload(runs, tokens, device, prefill_s, decoder)
 
 
 @torch.inference_mode()
-def replay(model: nn.Module, run: PromptRun, device: torch.device) -> tuple[list[float], int]:
+def replay(model: nn.Module, run: PromptRun, device: torch.device, decoder: Any = None) -> tuple[list[float], int]:
     """Decode run.tokens teacher-forced from a copy of the prefill cache: (ms per step, top-1 hits).
 
     Each step is clocked between two device synchronisations, with the garbage collector off. A
     hit is a step whose argmax equals the next token of the dense greedy sequence (the last step has
-    no next token and is not counted)."""
-    cache = copy.deepcopy(run.cache)
+    no next token and is not counted). With a `decoder` (CompiledDecoder) the steps run compiled on
+    its static cache, loaded from the prefill's."""
+    cache = copy.deepcopy(run.cache) if decoder is None else None
+    if decoder is not None:
+        decoder.load(run.cache)
     toks = run.tokens
     times, hits = [], 0
     gc_was = gc.isenabled()
@@ -159,7 +170,10 @@ def replay(model: nn.Module, run: PromptRun, device: torch.device) -> tuple[list
         for i in range(toks.shape[0]):
             device_sync(device)
             t0 = time.perf_counter()
-            logits, cache = step(model, toks[i].view(1, 1), cache)
+            if decoder is None:
+                logits, cache = step(model, toks[i].view(1, 1), cache)
+            else:
+                logits = decoder.step(toks[i].view(1, 1))
             device_sync(device)
             times.append((time.perf_counter() - t0) * 1e3)
             if i + 1 < toks.shape[0]:

@@ -94,7 +94,7 @@ def _collect_layers(handle: Any, model: nn.Module, workload: Workload, variant: 
         before = [l.stats.counts.copy() for l in handle.layers]
         with handle.options_set(enabled=True, collect=True, **switches):
             for run in workload.runs:
-                replay(model, run, workload.device)
+                replay(model, run, workload.device, workload.decoder)
         for row, b, layer in zip(out, before, handle.layers):
             f = layer.stats.counts.minus(b).fractions()
             if mode == "relu":  # no prediction: every zero row is caught by actual sparsity
@@ -109,7 +109,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
                            tokens: int = 32, repeats: int = 3, variants: Sequence[str] = (MAIN_VARIANT,),
                            warmup: int = 1, workload: Optional[Workload] = None, include_dense: bool = True,
                            mlp_share: bool = True, collect_sparsity: bool = True,
-                           progress: bool = False) -> dict[str, Any]:
+                           progress: bool = False, compile: bool = False) -> dict[str, Any]:
     """Per-token decode latency (batch 1) of dense and SparseInfer variants, interleaved.
 
     `target` is a SparsifiedModel handle (from `sparsify`) or a plain transformers model (dense only).
@@ -120,7 +120,8 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     of each, `ratio` (median of the paired per-run sparse/dense ratios, `run_ratios`) with its
     order-statistic 95% interval `ratio_ci_low`/`ratio_ci_high`, `variants` (per-variant figures), `dense_mlp_ms_per_token` and `mlp_share` (a separate
     pass with hooks on the MLP modules), `layers` (per-layer sparsity, one extra untimed decode) and
-    the settings. The handle's options are restored on return. With the numba-cpu backend run the
+    the settings. `compile` replays a compiled step on a static cache (`compiled_decode.py`; the
+    first warm-up step compiles); the hooked MLP pass always runs eager. The handle's options are restored on return. With the numba-cpu backend run the
     process with OMP_WAIT_POLICY=PASSIVE (see `sparseinfer_dse.openmp`).
     """
     handle = target if isinstance(target, SparsifiedModel) else None
@@ -137,7 +138,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     if workload is None:
         if tokenizer is None:
             raise UserError("a tokenizer is needed to build the prompts")
-        workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle)
+        workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle, compile=compile)
     device = workload.device
     if handle is not None and handle.backend == "numba-cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         warnings.warn("OMP_WAIT_POLICY is not PASSIVE: torch's and Numba's OpenMP threads spin after each parallel "
@@ -162,7 +163,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
             for name in names:
                 if handle is not None:
                     _apply(handle, name)
-                replay(model, workload.runs[0], device)
+                replay(model, workload.runs[0], device, workload.decoder)
                 if bar:
                     bar.update()
         slot = 0
@@ -172,7 +173,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
                 for name in names[shift:] + names[:shift]:
                     if handle is not None:
                         _apply(handle, name)
-                    ms, h = replay(model, run, device)
+                    ms, h = replay(model, run, device, workload.decoder)
                     times[name].extend(ms)
                     run_means[name].append(statistics.fmean(ms))
                     hits[name] += h
@@ -220,6 +221,7 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
         "threads": thread_counts(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "profile": _profile_info(handle),
+        "compiled": workload.decoder is not None,
     }
     if include_dense:
         d = per["dense"]

@@ -48,7 +48,7 @@ def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapp
         else:
             handle.set_profile(profiles[name])
             handle.configure(enabled=True, predict=True, **VARIANTS[MAIN_VARIANT])
-        ms, _ = replay(model, prompt_run, workload.device)
+        ms, _ = replay(model, prompt_run, workload.device, workload.decoder)
         if progress is not None:
             progress(1)
         return statistics.fmean(ms)

@@ -37,6 +37,7 @@ class ModelBench:
     data_dir: Optional[Path] = None
     mlp_share: bool = True
     allow_model_mismatch: bool = False
+    compile: bool = False  # replay a compiled decode step (dense and sparse alike)
 
 
 def order_variants(names: Sequence[str]) -> tuple[str, ...]:
@@ -76,10 +77,11 @@ def run_model_bench(bench: ModelBench, say=lambda msg: None) -> dict[str, Any]:
     threads_now = thread_counts()
     say(f"{bench.spec.model} on {lm.device} ({device_name(lm.device)}), {str(lm.dtype).replace('torch.', '')}, "
         f"backend {handle.backend}, profile {prof.name or bench.profile}, threads torch {threads_now['torch']} "
-        f"numba {threads_now['numba']}; {bench.prompts} prompts x {bench.tokens} tokens x {bench.repeats} rounds")
+        f"numba {threads_now['numba']}; {bench.prompts} prompts x {bench.tokens} tokens x {bench.repeats} rounds"
+        + ("; compiled decode step (the first warm-up step compiles it)" if bench.compile else ""))
     res = measure_decode_latency(handle, lm.tokenizer, texts, tokens=bench.tokens, repeats=bench.repeats,
                                  variants=list(bench.variants), warmup=bench.warmup, mlp_share=bench.mlp_share,
-                                 collect_sparsity=True, progress=True)
+                                 collect_sparsity=True, progress=True, compile=bench.compile)
     wb = weight_bytes(lm.model)
     res.update({
         "model": bench.spec.model,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from sparseinfer_dse.engine import mlp_op
 from sparseinfer_dse.engine.layer_stats import LayerCounts
 from sparseinfer_dse.engine.lowrank import PROJECTIONS, LowRankFactors, svd_factors
 from sparseinfer_dse.engine.methods import get_method
@@ -82,6 +83,7 @@ class SparseMLP(nn.Module):
         self._lowrank: dict[Any, tuple[Any, Any, Any]] = {}  # "full" -> the layout; rank -> views of it
         self.stats = LayerStats(LayerCounts(self.count_rows))
         self.observer: Optional[Callable[["SparseMLP", torch.Tensor, Any], None]] = None
+        self.slot = mlp_op.register(self)  # how a compiled decode step reaches this layer (mlp_op.py)
 
     @property
     def k(self) -> int:
@@ -187,6 +189,11 @@ class SparseMLP(nn.Module):
         return o.down_proj(torch.relu(o.gate_proj(x)) * o.up_proj(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # one opaque op in a compiled graph; it calls eager_forward
+            return torch.ops.sparseinfer_dse.mlp_step(x, self.slot)
+        return self.eager_forward(x)
+
+    def eager_forward(self, x: torch.Tensor) -> torch.Tensor:
         opts = self.options
         if not opts.enabled:
             return self.original(x)

@@ -116,7 +116,7 @@ def test_bench_model_command_json(tmp_path, monkeypatch):
     try:
         res = CliRunner().invoke(app, ["bench-model-command", "--model", str(tmp_path / "m"), "--device", "cpu",
                                        "--backend", "numba-cpu", "--tokens", "2", "--prompts", "1", "--repeats", "1",
-                                       "--variants", "plain,kf+as", "--threads", "1", "--json", str(out)],
+                                       "--variants", "plain,kf+as", "--threads", "1", "--compile", "--json", str(out)],
                                  catch_exceptions=False)
     finally:
         set_threads(before)
@@ -132,6 +132,7 @@ def test_bench_model_command_json(tmp_path, monkeypatch):
     assert data["dense_ms_per_token"] > 0 and data["sparse_ms_per_token"] > 0 and math.isfinite(data["speedup"])
     assert data["omp_wait_policy"] == "PASSIVE" and "warnings" not in data
     assert "--tokens 2" in data["command"] and "--variants kf+as,plain" in data["command"]
+    assert data["compiled"] is True and "--compile" in data["command"]
     assert "SparseInfer+KF+AS" in res.output
 
 
