@@ -38,7 +38,8 @@ def bench_model_command(
     compile: Annotated[bool, typer.Option(
         "--compile/--no-compile", help="Replay a torch.compile'd decode step on a static KV cache, dense and sparse alike "
         "(the sparse MLP is one custom op inside it): the figures without eager Python's per-module cost. The "
-        "first step compiles (about a minute for SmolLM2 on 2 cores). The hooked MLP-share pass stays eager.")] = False,
+        "dense reference is compiled too (its own graph, the original MLPs inside). The first dense and the first sparse step "
+        "compile (about a minute each for SmolLM2 on 2 cores). The hooked MLP-share pass stays eager.")] = False,
 ) -> None:
     """Per-token decode latency at batch 1: dense and SparseInfer interleaved in one run, on the same
     prompts and the same (teacher-forced) tokens, with median and p10/p90 ms/token, the speedup over

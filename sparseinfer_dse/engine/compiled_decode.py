@@ -5,13 +5,13 @@ Eager decoding of a small model is mostly Python: on SmolLM2-135M (30 layers, 2-
 non-MLP part of an eager step takes about 30 ms, of which the attention and LM-head weights need
 about 10 ms to stream. Compiling the step removes most of the rest, for dense and sparse alike: the
 sparse MLP enters the graph as one opaque custom op (`mlp_op.py`) that reads the layer's level and
-switches at run time, so dense runs, every variant and every profile replay the same compiled code
-and only the MLP differs. The first step compiles (about a minute for SmolLM2 on 2 cores; the
-inductor cache under the user's temp directory makes later processes faster).
+switches at run time, so every variant and every profile replay the same compiled code; the dense
+reference is a second graph with the original MLPs compiled in. The first step of each compiles
+(about a minute each for SmolLM2 on 2 cores; inductor's on-disk cache makes later processes faster).
 
-`CompiledDecoder(model, max_len)` (torch.compile's `backend`, inductor by default) holds one StaticCache for the model; `load(cache)` copies a
-prefill's (dynamic) KV cache into it, `step(ids, position)` runs the compiled step and returns the
-last position's logits.
+`CompiledDecoder(model, max_len)` (torch.compile's `backend`, inductor by default) holds one
+StaticCache for the model; `load(cache)` copies a prefill's (dynamic) KV cache into it, `step(ids)`
+runs the compiled step at the next position and returns its logits.
 """
 
 from __future__ import annotations

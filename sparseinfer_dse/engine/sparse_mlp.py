@@ -189,8 +189,10 @@ class SparseMLP(nn.Module):
         return o.down_proj(torch.relu(o.gate_proj(x)) * o.up_proj(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # one opaque op in a compiled graph; it calls eager_forward
-            return torch.ops.sparseinfer_dse.mlp_step(x, self.slot)
+        if torch.compiler.is_compiling():
+            if not self.options.enabled:  # the dense reference: the original MLP, compiled with the rest
+                return self.original(x)
+            return torch.ops.sparseinfer_dse.mlp_step(x, self.slot)  # one opaque op; it calls eager_forward
         return self.eager_forward(x)
 
     def eager_forward(self, x: torch.Tensor) -> torch.Tensor:
