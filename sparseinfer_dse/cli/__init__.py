@@ -45,6 +45,7 @@ def _register() -> None:
     _registered = True
     from sparseinfer_dse.cli.analyze import analyze_command
     from sparseinfer_dse.cli.bench_kernels import bench_kernels_command
+    from sparseinfer_dse.cli.bench_latency_model import bench_latency_model_command
     from sparseinfer_dse.cli.bench_model import bench_model_command
     from sparseinfer_dse.cli.calibrate import calibrate_command
     from sparseinfer_dse.cli.demo import demo_app
@@ -69,9 +70,11 @@ def _register() -> None:
     app.command("inspect", short_help="Describe a model and whether SparseInfer applies to it.")(inspect_command)
     app.add_typer(profile_app, name="profile")
     app.add_typer(demo_app, name="demo")
-    bench_app = typer.Typer(help="Benchmarks: kernels and whole-model decode latency.", no_args_is_help=True)
+    bench_app = typer.Typer(help="Benchmarks: kernels, whole-model decode latency and the latency model.", no_args_is_help=True)
     bench_app.command("kernels", short_help="SparseInfer kernels vs torch dense on ProSparse shapes.")(bench_kernels_command)
     bench_app.command("model", short_help="Decode ms/token, dense vs sparse interleaved, Fig. 4 ablations.")(bench_model_command)
+    bench_app.command("latency-model", short_help="A study's calibrated latency model and its error on held-out profiles.")(
+        bench_latency_model_command)
     app.add_typer(bench_app, name="bench")
     synthetic_app = typer.Typer(help="Synthetic ProSparse-shaped ReLU models (random weights, ~90% sparse).", no_args_is_help=True)
     synthetic_app.command("build", short_help="Save a synthetic model as a Hugging Face directory.")(synthetic_build_command)

@@ -115,16 +115,20 @@ class Workload:
     tokens: int
     device: torch.device
     prefill_s: list[float] = field(default_factory=list)
-    decoder: Any = None  # a CompiledDecoder when the steps run compiled (prepare_workload(compile=True))
+    decoder: Any = None  # a CompiledDecoder when the runs replay a compiled step (compiled_decode.py)
+
+    @property
+    def max_len(self) -> int:
+        """The longest prompt plus the decoded tokens: the positions a static cache needs."""
+        return max(r.input_ids.shape[1] for r in self.runs) + self.tokens
 
 
 @torch.inference_mode()
 def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], tokens: int,
-                     handle: Any = None, compile: bool = False) -> Workload:
+                     handle: Any = None) -> Workload:
     """Prefill every prompt (dense) and fix the `tokens` token ids each decode run will be fed: the
     model's dense greedy continuation. With a handle, decoding runs dense (`enabled=False`) here.
-    `compile`: the timed runs replay a compiled step on a static cache (`compiled_decode.py`); the
-    continuation is still found eagerly."""
+    Set the result's `decoder` (compiled_decode.CompiledDecoder) to replay its runs compiled."""
     if tokens < 1:
         raise OptionError("tokens", "{tokens} must be at least 1")
     device = model_device(model)
@@ -143,12 +147,7 @@ def prepare_workload(model: nn.Module, tokenizer: Any, prompts: Sequence[str], t
                 logits, work = step(model, seq[-1].view(1, 1), work)
                 seq.append(logits[0].argmax())
         runs.append(PromptRun(prompt, ids, cache, torch.stack(seq)))
-    decoder = None
-    if compile:
-        from sparseinfer_dse.engine.compiled_decode import CompiledDecoder
-
-        decoder = CompiledDecoder(model, max(r.input_ids.shape[1] for r in runs) + tokens)
-    return Workload(runs, tokens, device, prefill_s, decoder)
+    return Workload(runs, tokens, device, prefill_s)
 
 
 @torch.inference_mode()

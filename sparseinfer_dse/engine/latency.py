@@ -27,6 +27,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from sparseinfer_dse.engine.compiled_decode import CompiledDecoder
 from sparseinfer_dse.engine.decode import Workload, device_sync, prepare_workload, replay
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.sparsify import SparsifiedModel
@@ -138,7 +139,9 @@ def measure_decode_latency(target: Any, tokenizer: Any = None, prompts: Optional
     if workload is None:
         if tokenizer is None:
             raise UserError("a tokenizer is needed to build the prompts")
-        workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle, compile=compile)
+        workload = prepare_workload(model, tokenizer, prompts or gsm8k_prompts(2), tokens, handle)
+    if compile and workload.decoder is None:
+        workload.decoder = CompiledDecoder(model, workload.max_len)
     device = workload.device
     if handle is not None and handle.backend == "numba-cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         warnings.warn("OMP_WAIT_POLICY is not PASSIVE: torch's and Numba's OpenMP threads spin after each parallel "
