@@ -41,6 +41,8 @@ def search_command(
     latency_tokens: Annotated[int, typer.Option(help="Tokens decoded per latency run.")] = 16,
     latency_prompts: Annotated[int, typer.Option(help="Prompts per latency measurement.")] = 2,
     latency_repeats: Annotated[int, typer.Option(help="Interleaved dense/sparse rounds per trial; rounds x prompts paired runs give the latency's 95% interval (at least 6 for a real one; 10 by default).")] = 5,
+    latency_fidelity: Annotated[str, typer.Option(help="measured (every trial decodes dense and sparse), or staged: a trial's latency is first predicted by the latency model (measured once per device, model and method, cached; see `bench latency-model`) and measured only when the trial is on or near the front; verify always measures.")] = "measured",
+    latency_model_error: Annotated[float, typer.Option(help="Staged latency: the prediction's assumed relative error, used as its interval when screening.")] = 0.1,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
     backend: Annotated[str, typer.Option(help="auto, numba-cpu, numba-cuda or torch.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch and numba.")] = None,

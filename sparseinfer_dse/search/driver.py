@@ -3,7 +3,10 @@
 Objectives are (latency ms/token: minimise, accuracy: maximise). With `staged` fidelity the
 optuna objective is the proxy score and lm-eval runs inside the trial only when the trial is on or
 near the proxy front at that moment; since a front only improves, a trial dominated beyond the
-margin then stays so, and every trial of the final front has its lm-eval figure.
+margin then stays so, and every trial of the final front has its lm-eval figure. With staged
+latency (`latency_fidelity`), a trial's latency is first the latency model's prediction (with
++-latency_model_error as its interval) and is measured only when the trial, scored, is on or near
+the front the same way; `fidelity["latency"]` says which it kept.
 
 Many workers (processes, GPUs, machines) can run one study through a shared storage. The budget is
 global: a worker claims a trial only while `counted + running < budget`, under a cross-process lock
@@ -61,6 +64,7 @@ class SearchConfig:
     study_name: str = "sparseinfer-dse"
     storage: str = ""
     stage_margin: float = 0.1  # staged: promote trials within this fraction of the proxy range of the front
+    latency_fidelity: str = "measured"  # staged: the latency model's prediction, measured only near the front
     identity: dict[str, Any] = field(default_factory=dict)  # what must match to resume/join a study
     worker: str = ""  # recorded on every trial: which process/device measured it (host:pid:device)
     device: str = ""  # recorded on every trial: the device kind and name that measured its latency
@@ -199,25 +203,34 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial, profile: Profile) -> tuple[float, float]:
         cfg = self.cfg
-        lat = _stage(self.ev.latency, profile)
-        for key, value in lat.items():
-            trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
+        staged_latency = cfg.latency_fidelity == "staged"
+        lat = _stage(self.ev.predicted_latency if staged_latency else self.ev.latency, profile)
+        _record_latency(trial, lat)
         ms = float(lat["ms"])
+        fid = {"latency": "model" if staged_latency else "measured"}
         if cfg.fidelity == "full":
             full = _stage(self.ev.full, profile)
             self._record_full(trial, full)
-            trial.set_user_attr("fidelity", {"latency": "measured", "accuracy": "lm-eval"})
+            fid["accuracy"] = "lm-eval"
             acc = float(full["accuracy"])
+            acc_iv = (full.get("accuracy_ci_low"), full.get("accuracy_ci_high"))
         else:
             prox = _stage(self.ev.proxy, profile)
             for key, value in prox.items():
                 trial.set_user_attr(f"proxy_{key}", value)
             acc = float(prox["score"])
-            fid = {"latency": "measured", "accuracy": "proxy"}
-            if cfg.fidelity == "staged" and self._promote(trial, ms, acc, lat, prox):
+            acc_iv = (prox.get("ci_low"), prox.get("ci_high"))
+            fid["accuracy"] = "proxy"
+            if cfg.fidelity == "staged" and self._promote(trial, Measured(ms, acc, lat.get("ci_low_ms"),
+                                                                          lat.get("ci_high_ms"), *acc_iv)):
                 self._record_full(trial, _stage(self.ev.full, profile))
                 fid["accuracy_full"] = "lm-eval"
-            trial.set_user_attr("fidelity", fid)
+        if staged_latency and self._promote(trial, Measured(ms, acc, lat["ci_low_ms"], lat["ci_high_ms"], *acc_iv)):
+            measured = _stage(self.ev.latency, profile)
+            _record_latency(trial, measured)
+            ms = float(measured["ms"])
+            fid["latency"] = "measured"
+        trial.set_user_attr("fidelity", fid)
         if not (math.isfinite(ms) and math.isfinite(acc)):
             raise ValueError(f"non-finite objective (latency {ms}, accuracy {acc})")
         return ms, acc
@@ -235,18 +248,24 @@ class Objective:
             elif key != "accuracy":
                 trial.set_user_attr(f"full_{key}", value)
 
-    def _promote(self, trial: optuna.Trial, ms: float, score: float, lat: dict[str, Any],
-                 prox: dict[str, Any]) -> bool:
+    def _promote(self, trial: optuna.Trial, point: Measured) -> bool:
+        """Whether a trial earns its next stage: a seed always; else when no finished trial dominates
+        `point` even after granting it stage_margin of the second objective's range."""
         if "seed" in trial.user_attrs:
             return True
         done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
             return True
-        scores = [t.values[1] for t in done] + [score]
+        scores = [t.values[1] for t in done] + [point.accuracy]
         margin = self.cfg.stage_margin * (max(scores) - min(scores))
-        point = Measured(ms, score, lat.get("ci_low_ms"), lat.get("ci_high_ms"), prox.get("ci_low"),
-                         prox.get("ci_high"))
         return near_front(point, done, margin)
+
+
+def _record_latency(trial: optuna.Trial, lat: dict[str, Any]) -> None:
+    """A latency stage's figures as `latency_*` user attrs (a measurement replaces a prediction's;
+    `latency_predicted_ms` stays)."""
+    for key, value in lat.items():
+        trial.set_user_attr(f"latency_{key}" if not key.startswith("latency") else key, value)
 
 
 def _stage(evaluate: Callable[[Profile], dict[str, Any]], profile: Profile) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from sparseinfer_dse.engine.decode import prepare_workload
 from sparseinfer_dse.engine.latency import measure_decode_latency
+from sparseinfer_dse.engine.latency_model import LatencyModel
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import Profile
 from sparseinfer_dse.errors import UserError
@@ -39,6 +40,7 @@ class SearchEvaluator:
         prompts = gsm8k_prompts(settings.latency_prompts, settings.data_dir)
         self.workload = prepare_workload(lm.model, self.tok, prompts, settings.latency_tokens, handle)
         self._reference = None
+        self.latency_model: Optional[LatencyModel] = None  # set for --latency-fidelity staged
 
     @classmethod
     def load(cls, settings: SearchOptions, progress: bool = False) -> "SearchEvaluator":
@@ -134,6 +136,16 @@ class SearchEvaluator:
             "layer_predicted": [round(r["predicted_sparsity"], 4) for r in layers],
             "layer_actual": [round(r["actual_sparsity"], 4) for r in layers],
         }
+
+    def predicted_latency(self, profile: Profile) -> dict[str, Any]:
+        """The latency model's figure for `profile` (staged latency): its predicted ratio to dense times
+        the study's dense reference, with +-latency_model_error as its interval."""
+        if self.latency_model is None:
+            raise RuntimeError("no latency model was set (staged latency)")
+        ratio = self.latency_model.predict_ratio(profile)
+        ms, err = ratio * self.reference_ms, self.s.latency_model_error
+        return {"ms": ms, "ci_low_ms": ms * (1 - err), "ci_high_ms": ms * (1 + err), "ratio": ratio,
+                "predicted_ms": ms}
 
     def proxy(self, profile: Profile) -> dict[str, Any]:
         self.handle.set_profile(profile)

@@ -2,7 +2,7 @@
 held-out profiles.
 
 The model (`engine/latency_model.py`) is measured once per device, model, method, calibration and
-thread count, and cached under `$SPARSEINFER_DSE_CACHE/latency_models`. The check draws random
+thread count, and cached (`latency_model_store.py`). The check draws random
 per-layer profiles on the study's level grid (around random centres, so they span the grid; never
 the uniform ones the model was fitted on),
 times them with dense in one interleaved run, and compares each measured paired ratio (with its
@@ -11,30 +11,20 @@ times them with dense in one interleaved run, and compares each measured paired 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from sparseinfer_dse.atomic import write_text
 from sparseinfer_dse.engine.decode import prepare_workload
-from sparseinfer_dse.engine.latency_model import LatencyModel, build_latency_model, runs_needed
 from sparseinfer_dse.engine.latency_profiles import measure_profiles
 from sparseinfer_dse.engine.latency_profiles import runs_needed as profile_runs
 from sparseinfer_dse.engine.latency_prompts import gsm8k_prompts
 from sparseinfer_dse.engine.profile import Profile
-from sparseinfer_dse.errors import OptionError, UserError
-from sparseinfer_dse.eval.baseline_cache import weights_fingerprint
-from sparseinfer_dse.eval.offline_tasks import cache_root
-from sparseinfer_dse.machine import device_name, thread_counts
+from sparseinfer_dse.errors import OptionError
+from sparseinfer_dse.search.latency_model_store import grid_levels, latency_model
 from sparseinfer_dse.search.model_setup import load_search_model
 from sparseinfer_dse.search.options import SearchOptions
-
-ALGORITHM = 1  # bump when build_latency_model changes what it measures
-
 
 @dataclass(frozen=True)
 class LatencyModelCheck:
@@ -46,19 +36,6 @@ class LatencyModelCheck:
     repeats: Optional[int] = None  # default: the study's latency_repeats
     seed: int = 0
     use_cache: bool = True
-
-
-def _cache_path(key: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_root() / "latency_models" / f"{key['method']}-{digest}.json"
-
-
-def _load(path: Path, key: dict[str, Any]) -> Optional[LatencyModel]:
-    try:
-        data = json.loads(path.read_text())
-        return LatencyModel.from_dict(data["model"]) if data.get("key") == key else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def heldout_profiles(n: int, layers: int, low: float, high: float, step: float, method: str,
@@ -85,31 +62,13 @@ def run_latency_model_check(check: LatencyModelCheck, say: Callable[[str], None]
     sm = load_search_model(opts, say=say, progress=True)
     lm, handle, method = sm.lm, sm.handle, sm.method
     grid = opts.grid_for(method)
-    if grid.ranked:
-        raise UserError(f"the latency model covers methods without ranks; {method} searches ranks")
-    levels = [round(float(a), 6) for a in np.linspace(grid.low, grid.high, check.grid_points)]
+    levels = grid_levels(opts, method, check.grid_points)
     prompts = gsm8k_prompts(opts.latency_prompts, opts.data_dir)
     workload = prepare_workload(lm.model, lm.tokenizer, prompts, opts.latency_tokens, handle)
-    where = {"device": device_name(lm.device), "dtype": str(lm.dtype).replace("torch.", ""), "backend": handle.backend,
-             "threads": thread_counts(), "model": opts.model}
-    key = {"algorithm": ALGORITHM, "config_hash": lm.identity.config_hash, "weights": weights_fingerprint(lm.model),
-           "method": method, "thresholds": sm.thresholds_key, "grid": levels, "tokens": opts.latency_tokens,
-           "prompts": opts.latency_prompts, "repeats": repeats, **where}
-    path = _cache_path(key)
-    model = _load(path, key) if check.use_cache else None
+    model, path = latency_model(sm, opts, workload, points=check.grid_points, repeats=repeats,
+                                use_cache=check.use_cache, say=say)
     from tqdm.auto import tqdm
 
-    if model is None:
-        say(f"measuring the latency model: {len(handle.layers)} layers x {len(levels)} levels + dense, "
-            f"{repeats} rounds")
-        with tqdm(total=runs_needed(len(levels), len(workload.runs), repeats), desc="latency model", unit="run",
-                  leave=False) as bar:
-            model = build_latency_model(handle, workload, levels, method=method, repeats=repeats, info=where,
-                                        progress=bar.update)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps({"key": key, "model": model.to_dict()}, indent=1) + "\n")
-    else:
-        say(f"latency model from the cache ({path})")
     held = heldout_profiles(check.heldout, len(handle.layers), grid.low, grid.high, grid.step, method, check.seed)
     with tqdm(total=profile_runs(len(held), len(workload.runs), repeats), desc="held-out profiles", unit="run",
               leave=False) as bar:
@@ -127,7 +86,7 @@ def run_latency_model_check(check: LatencyModelCheck, say: Callable[[str], None]
     return {"method": method, "grid": levels, "latency_model": model.to_dict(), "cache": str(path), "heldout": rows,
             "dense_ms": measured["dense"]["ms"], "median_abs_error": float(np.median(errors)),
             "max_abs_error": float(max(errors)), "inside_interval": sum(r["inside_interval"] for r in rows),
-            "repeats": repeats, "seed": check.seed, **where}
+            "repeats": repeats, "seed": check.seed, **model.info}
 
 
 def format_check(res: dict[str, Any]) -> str:

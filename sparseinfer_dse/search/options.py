@@ -58,6 +58,8 @@ class SearchOptions:
     latency_tokens: int = 16
     latency_prompts: int = 2
     latency_repeats: int = 5  # x latency_prompts paired runs: 10 gives the median a 97.9% interval x(2)..x(9)
+    latency_fidelity: str = "measured"  # or "staged": predicted by the latency model, measured near the front
+    latency_model_error: float = 0.1  # staged: the prediction's assumed relative error (its interval)
     timeout: Optional[float] = None
     backend: str = "auto"
     threads: Optional[int] = None
@@ -99,6 +101,11 @@ class SearchOptions:
             raise OptionError("sampler", f"{{sampler}} must be tpe, nsga2, gp, random or evo, not {self.sampler!r}")
         if self.backend not in BACKEND_CHOICES:
             raise OptionError("backend", f"{{backend}} must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}")
+        if self.latency_fidelity not in ("measured", "staged"):
+            raise OptionError("latency_fidelity", f"{{latency_fidelity}} must be measured or staged, not "
+                              f"{self.latency_fidelity!r}")
+        if not 0 <= self.latency_model_error < 1:
+            raise OptionError("latency_model_error", "{latency_model_error} must be in [0, 1)")
         if self.proxy_metric not in PROXY_METRICS:
             raise OptionError("proxy_metric", f"{{proxy_metric}} must be kl or top1, not {self.proxy_metric!r}")
         if self.method is not None and self.method not in METHODS:

@@ -19,6 +19,7 @@ from sparseinfer_dse.eval.harness import DEFAULT_SEED, build_task_manager, requi
 from sparseinfer_dse.machine import device_name, thread_counts
 from sparseinfer_dse.search.driver import SearchConfig, finished_count, front_trials, open_study, run_study
 from sparseinfer_dse.search.evaluator import SearchEvaluator
+from sparseinfer_dse.search.latency_model_store import latency_model
 from sparseinfer_dse.search.model_setup import load_search_model
 from sparseinfer_dse.search.options import SearchOptions
 from sparseinfer_dse.search.outputs import write_outputs
@@ -71,7 +72,8 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     worker = f"{socket.gethostname()}:{os.getpid()}:{lm.device}"
     cfg = SearchConfig(budget, space, fidelity, opts.sampler, opts.seed, opts.timeout, opts.name, storage,
                        identity=identity, worker=worker, device=identity["device_kind"],
-                       heartbeat_interval=hb[0], grace_period=hb[1], outage_limit=opts.storage_outage_limit)
+                       heartbeat_interval=hb[0], grace_period=hb[1], outage_limit=opts.storage_outage_limit,
+                       latency_fidelity=opts.latency_fidelity)
     study = open_study(cfg, rdb)
     optuna_quiet()
     study.set_user_attr("budget", budget)  # shown by `status` (the last worker's --budget)
@@ -87,6 +89,8 @@ def run_search(opts: SearchOptions, say: Say = _print) -> SearchOutcome:
     ev.reference_ms, ev.dense_items = dense["ms"], dense.get("items")
     say(f"dense reference: {dense['ms']:.3f} ms/token"
         + (f", accuracy {dense['accuracy_full']:.1f}" if "accuracy_full" in dense else ""))
+    if opts.latency_fidelity == "staged":  # every worker reads the same cached model (the first measures it)
+        ev.latency_model, _ = latency_model(sm, opts, ev.workload, say=lambda m: say(m, err=True))
 
     bar = tqdm(total=budget, initial=min(finished_count(study), budget), unit="trial", desc="search")
     objective = "acc" if fidelity == "full" else "proxy"  # what the trials' second value is (staged: the proxy)

@@ -134,6 +134,37 @@ def test_staged_runs_lm_eval_only_near_the_front(tmp_path):
     assert all("accuracy_full" in t.user_attrs for t, m in zip(done, mask) if m)
 
 
+class PredictingEvaluator(FakeEvaluator):
+    """FakeEvaluator with a latency model whose predictions are 3% high, +-5% intervals."""
+
+    reference_ms = 15.0
+
+    def predicted_latency(self, profile):
+        ms = 1.03 * (10.0 + 5.0 * sum(profile.levels) / len(profile.levels))
+        return {"ms": ms, "ci_low_ms": 0.95 * ms, "ci_high_ms": 1.05 * ms, "predicted_ms": ms}
+
+
+def test_staged_latency_measures_only_near_the_front(tmp_path):
+    ev = PredictingEvaluator()
+    cfg = _cfg(tmp_path, 14)
+    cfg.stage_margin, cfg.latency_fidelity = 0.0, "staged"
+    study = open_study(cfg)
+    run_study(study, cfg, ev)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    measured = [t for t in done if t.user_attrs["fidelity"]["latency"] == "measured"]
+    assert 2 <= len(measured) < len(done) and ev.calls == len(measured)  # seeds always, then near the front
+    assert all(t.user_attrs["fidelity"]["latency"] == "measured" for t in done if "seed" in t.user_attrs)
+    for t in done:
+        assert t.user_attrs["latency_predicted_ms"] > 0
+        if t.user_attrs["fidelity"]["latency"] == "model":  # the prediction, with its interval, is the objective
+            assert t.values[0] == pytest.approx(t.user_attrs["latency_predicted_ms"])
+            assert t.user_attrs["latency_ci_high_ms"] == pytest.approx(1.05 * t.values[0])
+        else:
+            assert t.values[0] == pytest.approx(t.user_attrs["latency_predicted_ms"] / 1.03)
+    mask = front_mask([trial_measured(t) for t in done])
+    assert all(t.user_attrs["fidelity"]["latency"] == "measured" for t, m in zip(done, mask) if m)
+
+
 def test_export_and_report(tmp_path):
     cfg = _cfg(tmp_path, 8, fidelity="full")
     study = open_study(cfg)

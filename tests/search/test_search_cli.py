@@ -66,3 +66,23 @@ def test_ctrl_c_while_writing_outputs_leaves_whole_files(invoke, tiny_model, tmp
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", real_savefig)
     invoke(*common, "--budget", 3)
     assert (out / "pareto.png").read_bytes() != before and len(pd.read_csv(out / "trials.csv")) == 3
+
+
+def test_search_with_staged_latency(invoke, tiny_model, tmp_path, monkeypatch):
+    """--latency-fidelity staged: the latency model is measured once (cached), every trial records its
+    prediction, the seeds and the trials near the front are measured, verify measures the front."""
+    monkeypatch.setenv("SPARSEINFER_DSE_CACHE", str(tmp_path / "cache"))
+    cal = tmp_path / "cal.jsonl"
+    cal.write_text("\n".join(json.dumps({"prompt": f"Q: {i} + 2 =", "continuation": f" {i + 2}"}) for i in range(2)))
+    out = tmp_path / "run"
+    res = invoke("search", "--model", tiny_model("llama-relu"), "--out", out, "--calibration", cal,
+                 "--calibration-samples", 2, "--latency-tokens", 2, "--latency-prompts", 1, "--latency-repeats", 2,
+                 "--alpha-range", "0.8:1.1", "--alpha-step", "0.05", "--backend", "numba-cpu", "--budget", 6,
+                 "--latency-fidelity", "staged", "--no-report")
+    assert "measuring the latency model" in res.output
+    assert len(list((tmp_path / "cache" / "latency_models").glob("*.json"))) == 1
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 6 and trials.latency_predicted_ms.gt(0).all()
+    sources = [json.loads(f.replace("'", '"'))["latency"] for f in trials.fidelity]
+    assert set(sources) <= {"model", "measured"} and sources[:2] == ["measured", "measured"]
+    assert (out / "verified.csv").is_file()
