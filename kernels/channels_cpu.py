@@ -107,7 +107,7 @@ def _chunk(w_t, x, keep, idx, lo, hi, acc, rows, vals):
 
 
 @njit(cache=True)
-def _sum_chunks(part, y, c0, c1):
+def sum_chunks(part, y, c0, c1):
     """y[b, c0:c1] = part[0, b] + part[1, b] + ... in chunk order."""
     for b in range(y.shape[0]):
         for j in range(c0, c1):
@@ -146,7 +146,7 @@ def channel_kernel(w_t, x, scale, has_scale, thr, invert, workers, serial_below,
             _chunk(w_t, x, keep, idx, c * n // nch, (c + 1) * n // nch, part[c], rows_all[t], vals_all[t])
     nsum = (n_out + SUM_COLS - 1) // SUM_COLS
     for s in prange(nsum):
-        _sum_chunks(part, y, s * SUM_COLS, min((s + 1) * SUM_COLS, n_out))
+        sum_chunks(part, y, s * SUM_COLS, min((s + 1) * SUM_COLS, n_out))
     return y, counts
 
 

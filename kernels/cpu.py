@@ -43,7 +43,7 @@ from numba import njit, prange
 from numba.np.ufunc import parallel as _parallel
 
 from sparseinfer_kernels.channels import ChannelResult, LowRank, PreparedLinear, prepare_lowrank_common
-from sparseinfer_kernels.channels_cpu import channel_linear_cpu, channel_mlp_cpu, prepare_linear_cpu
+from sparseinfer_kernels.channels_cpu import channel_linear_cpu, channel_mlp_cpu, prepare_linear_cpu, sum_chunks
 from sparseinfer_kernels.interface import (
     ACT_SILU,
     COMP,
@@ -459,15 +459,14 @@ def predict_status(sign_w, x, nneg_min, workers, serial_below, chunks_per_thread
 
 
 @njit(cache=True)
-def _sum_columns(part, y, j0, j1):
-    """y[b, j0:j1] = sum over chunks c (in order) of part[c, b, j0:j1]."""
-    for b in range(y.shape[0]):
-        for j in range(j0, j1):
-            y[b, j] = part[0, b, j]
-        for c in range(1, part.shape[0]):
-            pc = part[c, b]
-            for j in range(j0, j1):
-                y[b, j] += pc[j]
+def _block_buffers(sign_w, x, k, predict, fused):
+    """A block call's buffers: x's sign words (packed when predicting), status, h1 (non-fused only), h3."""
+    B = x.shape[0]
+    sign_x = np.empty((B, sign_w.shape[1]), dtype=sign_w.dtype)
+    if predict:
+        pack_x_signs(x, sign_x)
+    h1 = np.empty((B, k) if not fused else (1, 1), dtype=np.float32)
+    return sign_x, np.empty((B, k), dtype=np.int8), h1, np.empty((B, k), dtype=np.float32)
 
 
 @njit(cache=True)
@@ -505,12 +504,7 @@ def block_kernel(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act,
     ``predict`` False marks no row PRED (the no-prediction variant); ``fused`` False runs gate and up
     as two passes over the chunk (h1 in between). ``act``/``thr`` as in ``_activate``."""
     B, k, d = x.shape[0], w_gate.shape[0], x.shape[1]
-    sign_x = np.empty((B, sign_w.shape[1]), dtype=sign_w.dtype)
-    if predict:
-        pack_x_signs(x, sign_x)
-    status = np.empty((B, k), dtype=np.int8)
-    h3 = np.empty((B, k), dtype=np.float32)
-    h1 = np.empty((B, k) if not fused else (1, 1), dtype=np.float32)
+    sign_x, status, h1, h3 = _block_buffers(sign_w, x, k, predict, fused)
     part = np.empty((nch, B, d), dtype=np.float32)
     y = np.empty((B, d), dtype=np.float32)
     span = (k + nch - 1) // nch + 1
@@ -530,7 +524,7 @@ def block_kernel(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act,
                 while load_acquire(done) < nch:
                     pass
                 j0, j1 = _bounds(c - nch, ncol, d)
-                _sum_columns(part, y, j0, j1)
+                sum_chunks(part, y, j0, j1)
             else:
                 break
     return y, status
@@ -540,12 +534,7 @@ def block_kernel(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act,
 def block_serial(sign_w, nneg_min, predict, w_gate, w_up, w_down_t, x, thr, act, actual_sparsity, fused):
     """block_kernel on one thread, all rows as one chunk (calls too small to pay for a thread team)."""
     B, k, d = x.shape[0], w_gate.shape[0], x.shape[1]
-    sign_x = np.empty((B, sign_w.shape[1]), dtype=sign_w.dtype)
-    if predict:
-        pack_x_signs(x, sign_x)
-    status = np.empty((B, k), dtype=np.int8)
-    h3 = np.empty((B, k), dtype=np.float32)
-    h1 = np.empty((B, k) if not fused else (1, 1), dtype=np.float32)
+    sign_x, status, h1, h3 = _block_buffers(sign_w, x, k, predict, fused)
     y = np.empty((1, B, d), dtype=np.float32)
     idx = np.empty((2, k + 1), dtype=np.int64)
     val = np.empty((3, k + 1), dtype=np.float32)
