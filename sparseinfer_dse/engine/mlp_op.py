@@ -34,7 +34,7 @@ def mlp_step(x: torch.Tensor, slot: int) -> torch.Tensor:
     layer = _LAYERS.get(slot)
     if layer is None:
         raise RuntimeError(f"sparse MLP slot {slot} is gone (the model was un-sparsified after compiling)")
-    return layer.eager_forward(x).clone()  # a custom op may not return a view of its input
+    return layer.eager_forward(x)  # a fresh tensor: never x itself (a custom op may not alias its input)
 
 
 @mlp_step.register_fake
