@@ -135,18 +135,11 @@ def build_latency_model(handle: SparsifiedModel, workload: Workload, grid: Seque
     if len(grid) < 2:
         raise UserError("the latency model needs at least two grid levels")
     tick = (lambda: progress(1)) if progress is not None else (lambda: None)
-    saved_profile = handle.profile
-    saved = {k: getattr(handle.options, k) for k in ("enabled", "fused", "actual_sparsity", "predict", "collect")}
-    try:
-        handle.configure(collect=False)
+    with handle.restoring(collect=False):
         inputs = _record_inputs(handle, workload, tokens)
         per_level = _time_layers(handle, inputs, [None, *grid], method, repeats, tick)
         uniform = {f"uniform-{a:g}": Profile.uniform(len(handle.layers), a, method=method) for a in grid}
         steps = measure_profiles(handle, workload, uniform, repeats=repeats, progress=progress)
-    finally:
-        handle.configure(**saved)
-        if saved_profile is not None:
-            handle.set_profile(saved_profile)
     dense_ms = steps[DENSE]["ms"]
     rests = [steps[name]["ratio"] * dense_ms - sum(per_level[a]) for name, a in zip(uniform, grid)]
     return LatencyModel(method=method, grid=grid, layer_ms=tuple(zip(*(per_level[a] for a in grid))),

@@ -37,8 +37,6 @@ def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapp
     if DENSE in profiles:
         raise ValueError(f"{DENSE!r} is the reference's name; give the profiles other names")
     names = [DENSE, *profiles]
-    saved_profile = handle.profile
-    saved = {k: getattr(handle.options, k) for k in ("enabled", "fused", "actual_sparsity", "predict", "collect")}
     run_ms: dict[str, list[float]] = {n: [] for n in names}
     model = handle.model
 
@@ -53,8 +51,7 @@ def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapp
             progress(1)
         return statistics.fmean(ms)
 
-    try:
-        handle.configure(collect=False)
+    with handle.restoring(collect=False):
         for _ in range(warmup):
             for name in names:
                 run(name, workload.runs[0])
@@ -65,10 +62,6 @@ def measure_profiles(handle: SparsifiedModel, workload: Workload, profiles: Mapp
                 for name in names[shift:] + names[:shift]:
                     run_ms[name].append(run(name, prompt_run))
                 slot += 1
-    finally:
-        handle.configure(**saved)
-        if saved_profile is not None:
-            handle.set_profile(saved_profile)
 
     out: dict[str, dict[str, Any]] = {}
     for name in names:

@@ -115,6 +115,19 @@ class SparsifiedModel:
         finally:
             self.configure(**old)
 
+    @contextmanager
+    def restoring(self, **switches: bool) -> Iterator["SparsifiedModel"]:
+        """Set `switches`, and on exit put back every option and the profile as they were (for
+        measurements that switch profiles and variants as they go)."""
+        profile, options = self.profile, dict(vars(self.options))
+        self.configure(**switches)
+        try:
+            yield self
+        finally:
+            self.configure(**options)
+            if profile is not None:
+                self.set_profile(profile)
+
     def reset_stats(self) -> None:
         for layer in self.layers:
             layer.stats = LayerStats(LayerCounts(layer.count_rows))
