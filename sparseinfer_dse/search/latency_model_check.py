@@ -12,7 +12,7 @@ times them with dense in one interleaved run, and compares each measured paired 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -39,10 +39,11 @@ class LatencyModelCheck:
 
 
 def heldout_profiles(n: int, layers: int, low: float, high: float, step: float, method: str,
-                     seed: int, spread: int = 3) -> dict[str, Profile]:
+                     seed: int, spread: int = 3, ranks: Optional[Sequence[int]] = None) -> dict[str, Profile]:
     """`n` per-layer profiles on the grid low..high by step: each draws a centre uniformly on the
     grid, then every layer's level within `spread` steps of it (clipped), so that the profiles span
-    the grid's whole range of step times and are not uniform."""
+    the grid's whole range of step times and are not uniform. With `ranks` (a ranked method's rank
+    grid), every layer also draws its rank from it."""
     rng = np.random.default_rng(seed)
     points = int(round((high - low) / step))
     out = {}
@@ -50,7 +51,8 @@ def heldout_profiles(n: int, layers: int, low: float, high: float, step: float, 
         centre = int(rng.integers(0, points + 1))
         ks = np.clip(centre + rng.integers(-spread, spread + 1, size=layers), 0, points)
         levels = tuple(round(low + step * int(k), 6) for k in ks)
-        out[f"heldout-{h}"] = Profile(levels, name=f"heldout-{h}", methods=method)
+        per_rank = tuple(int(r) for r in rng.choice(list(ranks), size=layers)) if ranks else None
+        out[f"heldout-{h}"] = Profile(levels, name=f"heldout-{h}", methods=method, ranks=per_rank)
     return out
 
 
@@ -69,7 +71,9 @@ def run_latency_model_check(check: LatencyModelCheck, say: Callable[[str], None]
                                 use_cache=check.use_cache, say=say)
     from tqdm.auto import tqdm
 
-    held = heldout_profiles(check.heldout, len(handle.layers), grid.low, grid.high, grid.step, method, check.seed)
+    ranks = list(range(grid.rank_low, grid.rank_high + 1, grid.rank_step)) if grid.ranked else None
+    held = heldout_profiles(check.heldout, len(handle.layers), grid.low, grid.high, grid.step, method, check.seed,
+                            ranks=ranks)
     with tqdm(total=profile_runs(len(held), len(workload.runs), repeats), desc="held-out profiles", unit="run",
               leave=False) as bar:
         measured = measure_profiles(handle, workload, held, repeats=repeats, progress=bar.update)
@@ -78,6 +82,7 @@ def run_latency_model_check(check: LatencyModelCheck, say: Callable[[str], None]
         m = measured[name]
         pred = model.predict_ratio(prof)
         rows.append({"profile": name, "mean_level": float(np.mean(prof.levels)), "levels": list(prof.levels),
+                     **({"ranks": list(prof.ranks)} if prof.ranks else {}),
                      "predicted_ratio": pred, "measured_ratio": m["ratio"], "ratio_ci_low": m["ratio_ci_low"],
                      "ratio_ci_high": m["ratio_ci_high"], "error": pred / m["ratio"] - 1.0,
                      "inside_interval": m["ratio_ci_low"] <= pred <= m["ratio_ci_high"]})

@@ -50,3 +50,16 @@ def test_build_on_a_small_model_fits_the_uniform_profiles():
         assert h.options.enabled and h.profile is not None  # options and profile restored
     finally:
         h.undo()
+
+
+def test_ranked_prediction_adds_each_layers_remainder():
+    m = LatencyModel(method="rsparse", grid=(0.2, 0.8), layer_ms=((2.0, 1.0), (4.0, 2.0)), dense_layer_ms=(3.0, 5.0),
+                     rest_ms=10.0, dense_step_ms=20.0, ranks=(0, 8, 16), rank_ms=((0.0, 0.4, 1.0), (0.0, 0.2, 0.2)))
+    plain = Profile((0.5, 0.8), methods="rsparse")
+    assert m.predict_ms(plain) == pytest.approx(10.0 + 1.5 + 2.0)
+    assert m.predict_ms(Profile((0.5, 0.8), methods="rsparse", ranks=(12, 4))) == pytest.approx(13.5 + 0.7 + 0.1)
+    assert m.predict_ms(Profile((None, 0.8), methods="rsparse", ranks=(16, 16))) == pytest.approx(10.0 + 3.0 + 2.2)
+    assert LatencyModel.from_dict(m.to_dict()) == m
+    with pytest.raises(UserError, match="covers wisparse without ranks"):
+        LatencyModel(method="wisparse", grid=(0.2, 0.8), layer_ms=((1.0, 1.0),), dense_layer_ms=(1.0,), rest_ms=0.0,
+                     dense_step_ms=1.0).predict_ms(Profile((0.5,), methods="rsparse", ranks=(8,)))

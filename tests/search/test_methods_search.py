@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+from sparseinfer_dse.engine.latency_model import LatencyModel
 from sparseinfer_dse.engine.profile import Profile
 
 
@@ -125,3 +126,29 @@ def test_profile_make_with_method_writes_thresholds(invoke, tiny_model, tmp_path
     assert prof.calibration["text"].startswith("file:cal.jsonl")
     res = invoke("calibrate", "--model", tiny_model("llama-silu"), "--method", "teal", "--calibration", cal)
     assert "layer   0:" in res.output
+
+
+def test_latency_model_covers_rsparse_ranks(invoke, tiny_model, tmp_path, cal, monkeypatch):
+    """The latency model of a ranked method times each layer's remainder at the rank grid's points and
+    predicts per-layer (sparsity, rank) profiles; `bench latency-model` checks it on held-out ranked ones."""
+    monkeypatch.setenv("SPARSEINFER_DSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    study = tmp_path / "r.toml"
+    study.write_text(f'[search]\nmodel = "{tiny_model("llama-silu")}"\nmethod = "rsparse"\ncalibration = "{cal}"\n'
+                     'calibration_samples = 4\nsparsity_range = "0.2:0.8"\nsparsity_step = 0.1\nrank_range = "0:16"\n'
+                     'rank_step = 4\nlatency_tokens = 3\nlatency_prompts = 1\nlatency_repeats = 2\n'
+                     'backend = "numba-cpu"\ndevice = "cpu"\n')
+    out = tmp_path / "lm.json"
+    invoke("bench", "latency-model", "--study", study, "--heldout", 3, "--grid-points", 3, "--json", out)
+    data = json.loads(out.read_text())
+    model = LatencyModel.from_dict(data["latency_model"])
+    assert model.ranks == (0, 8, 16) and len(model.rank_ms) == model.num_layers == 3
+    assert all(row[0] == 0.0 and min(row) >= 0.0 for row in model.rank_ms)
+    assert any(row.get("ranks") for row in data["heldout"])
+    for row in data["heldout"]:
+        prof = Profile(tuple(row["levels"]), methods="rsparse", ranks=tuple(row.get("ranks") or [0] * 3))
+        assert model.predict_ratio(prof) == pytest.approx(row["predicted_ratio"])
+    ranked = Profile((0.5, 0.5, 0.5), methods="rsparse", ranks=(16, 16, 16))
+    plain = Profile((0.5, 0.5, 0.5), methods="rsparse")
+    extra = sum(row[-1] for row in model.rank_ms)
+    assert model.predict_ms(ranked) == pytest.approx(model.predict_ms(plain) + extra)
