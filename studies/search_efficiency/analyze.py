@@ -68,8 +68,7 @@ def load_run(folder: Path) -> dict[str, Any] | None:
             "setup_s": first - min(a for a, _ in spans), "elapsed_s": [running_time(spans, e) for e in ends],
             "resumed": len(spans) > 1,
             "ratio": [t.values[0] / dense_ms for t in done], "score": [t.values[1] for t in done],
-            "measured": [(t.user_attrs.get("fidelity") or {}).get("latency") == "measured" for t in done],
-            "seeded": [("seed" in t.user_attrs) for t in done]}
+            "measured": [(t.user_attrs.get("fidelity") or {}).get("latency") == "measured" for t in done]}
 
 
 def running_time(spans: list[tuple[float, float]], moment: float) -> float:
@@ -83,8 +82,9 @@ def curve(run: dict, ref: tuple[float, float], n: int) -> float:
     return hypervolume_2d(run["ratio"][:n], run["score"][:n], ref[0], ref[1])
 
 
-def at_time(run: dict, ref: tuple[float, float], t: float) -> float:
-    n = int(np.searchsorted(np.asarray(run["elapsed_s"]), t, side="right"))
+def at_time(run: dict, ref: tuple[float, float], t: float, clock: str = "elapsed_s") -> float:
+    """Hypervolume of the trials completed by `t` seconds on the run's `clock` (`clock` once charged)."""
+    n = int(np.searchsorted(np.asarray(run[clock]), t, side="right"))
     return curve(run, ref, n)
 
 
@@ -116,15 +116,15 @@ def analyze_target(runs: list[dict], max_kl: float) -> dict[str, Any]:
     for name, rs in sorted(configs.items()):
         rs.sort(key=lambda r: r["seed"])
         hv_n = [curve(r, ref, trials) for r in rs]
-        hv_t = [at_time(_clocked(r), ref, horizon) for r in rs]
-        beats = [at_time(_clocked(r), ref, horizon) > at_time(_clocked(baseline[r["seed"]]), ref, horizon)
+        hv_t = [at_time(r, ref, horizon, "clock") for r in rs]
+        beats = [at_time(r, ref, horizon, "clock") > at_time(baseline[r["seed"]], ref, horizon, "clock")
                  for r in rs if r["seed"] in baseline and baseline[r["seed"]] is not r]
         out["configs"][name] = {
             "seeds": [r["seed"] for r in rs],
             "hypervolume_at_equal_trials": spread(hv_n),
             "fraction_of_union_at_equal_trials": spread([h / union for h in hv_n]),
             "hypervolume_at_equal_time": spread(hv_t),
-            "nadir_hypervolume_at_equal_time": spread([at_time(_clocked(r), nadir, horizon) for r in rs]),
+            "nadir_hypervolume_at_equal_time": spread([at_time(r, nadir, horizon, "clock") for r in rs]),
             "trials_done_at_equal_time": [int(np.searchsorted(r["clock"], horizon, side="right")) for r in rs],
             "seconds_per_trial": spread([(r["elapsed_s"][-1] - r["setup_s"]) / len(r["elapsed_s"]) for r in rs]),
             "setup_s": spread([r["setup_s"] for r in rs]),
@@ -133,10 +133,6 @@ def analyze_target(runs: list[dict], max_kl: float) -> dict[str, Any]:
             "resumed_runs": [r["folder"] for r in rs if r["resumed"]],
         }
     return out
-
-
-def _clocked(r: dict) -> dict:
-    return {**r, "elapsed_s": r["clock"]}
 
 
 def _latency_model_build_s(runs: list[dict]) -> float:
@@ -157,7 +153,7 @@ def plot(target: str, runs: list[dict], summary: dict, out: Path) -> None:
     for color, name in zip(colors, configs):
         rs = [r for r in runs if f"{r['sampler']}-{r['latency']}" == name]
         grid = np.linspace(0, summary["equal_time_s"], 60)
-        hv = np.array([[at_time(_clocked(r), ref, t) for t in grid] for r in rs])
+        hv = np.array([[at_time(r, ref, t, "clock") for t in grid] for r in rs])
         ax_t.plot(grid / 60, np.median(hv, axis=0), color=color, label=f"{name} ({len(rs)} seeds)")
         ax_t.fill_between(grid / 60, hv.min(axis=0), hv.max(axis=0), color=color, alpha=0.15)
         n = summary["equal_trials"]

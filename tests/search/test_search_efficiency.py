@@ -27,7 +27,7 @@ run = _module("run")
 def _run(sampler, latency, seed, elapsed, ratio, score, setup=10.0):
     return {"folder": f"{sampler}-{latency}-s{seed}", "sampler": sampler, "latency": latency, "seed": seed,
             "setup_s": setup, "elapsed_s": list(elapsed), "resumed": False, "ratio": list(ratio),
-            "score": list(score), "measured": [True] * len(ratio), "seeded": [False] * len(ratio)}
+            "score": list(score), "measured": [True] * len(ratio)}
 
 
 def test_hypervolume_at_time_counts_only_completed_trials():
