@@ -39,8 +39,7 @@ def grid_ranks(opts: SearchOptions, method: str, points: int) -> list[int]:
     grid = opts.grid_for(method)
     if not grid.ranked:
         return []
-    steps = np.linspace(0, (grid.rank_high - grid.rank_low) // grid.rank_step, points)
-    return sorted({0, *(grid.rank_low + grid.rank_step * int(round(k)) for k in steps)})
+    return sorted({0, *(grid.snap_rank(round(r)) for r in np.linspace(grid.rank_low, grid.rank_high, points))})
 
 
 def _path(key: dict[str, Any]) -> Path:
