@@ -2,6 +2,7 @@
 staging, outputs, export, report. The real engine runs in test_search_cli.py."""
 
 import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -212,3 +213,17 @@ def test_interrupt_swallowed_inside_a_trial_still_fails_it_and_stops(tmp_path, i
     run_study(study, cfg, FakeEvaluator())  # the same run again: the interrupted profile runs once more
     again = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == 2]
     assert len(again) == 1 and again[0].params == trials[2].params and finished_count(study) == 6
+
+
+def test_seeds_draw_independent_profiles(tmp_path):
+    """Two --seed values share the enqueued seeds and nothing else (seed + trial count once made
+    seed 1 replay seed 0's draws one trial later)."""
+    drawn = []
+    for seed in (0, 1):
+        cfg = replace(_cfg(tmp_path / f"s{seed}", 10), sampler="random", seed=seed)
+        (tmp_path / f"s{seed}").mkdir()
+        study = open_study(cfg)
+        run_study(study, cfg, FakeEvaluator())
+        drawn.append({tuple(t.params.values()) for t in study.trials if "seed" not in t.user_attrs})
+    assert len(drawn[0]) == len(drawn[1]) == 8
+    assert not drawn[0] & drawn[1]
