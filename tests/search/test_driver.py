@@ -172,10 +172,12 @@ def test_export_and_report(tmp_path):
     run_study(study, cfg, FakeEvaluator())
     out = _outputs(study, tmp_path, "full")
     front = pd.read_csv(out / "pareto.csv")
-    row = choose(out, max_accuracy_drop=1.0)
-    ok = front[front.accuracy >= 99.0]
+    drop = 100.0 - float(front.accuracy.median()) + 1e-9  # a constraint that half the front meets, whatever was drawn
+    row = choose(out, max_accuracy_drop=drop)
+    ok = front[front.accuracy >= 100.0 - drop]
+    assert 0 < len(ok) < len(front) or len(front) == 1
     assert row.trial == ok.sort_values("latency_ms").iloc[0].trial
-    path, _ = export_one(out, tmp_path / "chosen.json", max_accuracy_drop=1.0)
+    path, _ = export_one(out, tmp_path / "chosen.json", max_accuracy_drop=drop)
     assert Profile.load(path).num_layers == 4
     best = choose(out, max_latency=float(front.latency_ms.max()))
     assert best.accuracy == front.accuracy.max()
