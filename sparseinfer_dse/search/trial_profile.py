@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
+from sparseinfer_dse.engine.methods import RANKED
 from sparseinfer_dse.engine.profile import Profile
 
 PROFILE = "profile"  # the profile the trial evaluated
@@ -37,11 +38,11 @@ LEVEL_PREFIXES = ("alpha_", "sparsity_", "level_")  # per-layer columns: alpha_0
 
 def level_columns(profile: Optional[Profile]) -> dict[str, Optional[float]]:
     """The profile's per-layer levels as table columns named after its knob (alpha_000, sparsity_000...),
-    and its ranks (rank_000...) when it has any."""
+    and its ranks (rank_000...) for a method with ranks (0 too: an all-zero profile stores no ranks)."""
     if profile is None:
         return {}
     out: dict[str, Optional[float]] = {f"{profile.knob}_{i:03d}": a for i, a in enumerate(profile.levels)}
-    if profile.ranks is not None:  # rsparse: the rank of each layer's low-rank remainder (rank_000...)
+    if profile.ranks is not None or profile.method in RANKED:  # rsparse: each layer's low-rank remainder
         out.update({f"rank_{i:03d}": profile.rank_of(i) for i in range(profile.num_layers)})
     return out
 

@@ -62,11 +62,14 @@ def load_run(folder: Path) -> dict[str, Any] | None:
     if not done:
         return None
     spans = [(i["start"], i.get("end", float("inf"))) for i in info["invocations"]]
+    log = folder / "search.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    built = True if "measuring the latency model" in text else False if "latency model from the cache" in text else None
     first = min(t.datetime_start.timestamp() for t in done)
     ends = [t.datetime_complete.timestamp() for t in done]
     return {"folder": folder.name, "sampler": info["sampler"], "latency": info["latency"], "seed": info["seed"],
             "setup_s": first - min(a for a, _ in spans), "elapsed_s": [running_time(spans, e) for e in ends],
-            "resumed": len(spans) > 1,
+            "resumed": len(spans) > 1, "built_model": built,
             "ratio": [t.values[0] / dense_ms for t in done], "score": [t.values[1] for t in done],
             "measured": [(t.user_attrs.get("fidelity") or {}).get("latency") == "measured" for t in done]}
 
@@ -98,8 +101,7 @@ def analyze_target(runs: list[dict], max_kl: float) -> dict[str, Any]:
     nadir = (max(max(r["ratio"]) for r in runs) * 1.0001, min(min(r["score"]) for r in runs) - 1e-9)
     build = _latency_model_build_s(runs)
     for r in runs:
-        builder = build > 0 and r is max((x for x in runs if x["latency"] == "staged"), key=lambda x: x["setup_s"])
-        r["charge_s"] = build if r["latency"] == "staged" and not builder else 0.0  # the builder paid in set-up
+        r["charge_s"] = build if r["latency"] == "staged" and not _built(r, runs) else 0.0  # the builder paid in set-up
         r["clock"] = [e + r["charge_s"] for e in r["elapsed_s"]]
     trials = min(len(r["ratio"]) for r in runs)
     horizon = min(r["clock"][-1] for r in runs)
@@ -135,14 +137,26 @@ def analyze_target(runs: list[dict], max_kl: float) -> dict[str, Any]:
     return out
 
 
+def _built(run: dict, runs: list[dict]) -> bool:
+    """Whether this run built the latency model: its log says so, or (no log) it has the largest
+    staged set-up."""
+    if run["latency"] != "staged":
+        return False
+    if run.get("built_model") is not None:
+        return bool(run["built_model"])
+    return run is max((x for x in runs if x["latency"] == "staged"), key=lambda x: x["setup_s"])
+
+
 def _latency_model_build_s(runs: list[dict]) -> float:
-    """The latency model's one-off cost: the largest staged set-up minus the median measured (or
-    other staged) set-up."""
-    staged = [r["setup_s"] for r in runs if r["latency"] == "staged"]
-    if not staged:
+    """The latency model's one-off cost: the builder's set-up minus the median set-up of the others.
+    0 when every staged run's log says it found the model cached: then the cost is unknown here and
+    charged to no run (fair among staged runs, not against measured ones)."""
+    builders = [r["setup_s"] for r in runs if _built(r, runs)]
+    if not builders:
         return 0.0
-    others = [r["setup_s"] for r in runs if r["latency"] == "measured"] or sorted(staged)[:-1] or [min(staged)]
-    return max(0.0, max(staged) - float(np.median(others)))
+    measured = [r["setup_s"] for r in runs if r["latency"] == "measured"]
+    others = [r["setup_s"] for r in runs if r["latency"] == "staged" and not _built(r, runs)]
+    return max(0.0, max(builders) - float(np.median(measured or others or builders)))
 
 
 def plot(target: str, runs: list[dict], summary: dict, out: Path) -> None:

@@ -229,3 +229,13 @@ def test_seeds_draw_independent_profiles(tmp_path):
         drawn.append({tuple(t.params.values()) for t in study.trials if "seed" not in t.user_attrs})
     assert len(drawn[0]) == len(drawn[1]) == 8
     assert not drawn[0] & drawn[1]
+
+
+def test_rank_columns_show_zero_ranks():
+    """An rsparse profile drawn with every rank 0 stores no ranks; its table row still says 0, not blank."""
+    from sparseinfer_dse.search.trial_profile import level_columns
+
+    zero = Profile((0.5, 0.4), methods="rsparse", ranks=(0, 0))
+    assert zero.ranks is None
+    assert level_columns(zero) == {"sparsity_000": 0.5, "sparsity_001": 0.4, "rank_000": 0, "rank_001": 0}
+    assert "rank_000" not in level_columns(Profile((0.5, 0.4), methods="wisparse"))

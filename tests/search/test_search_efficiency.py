@@ -64,6 +64,20 @@ def test_equal_time_charges_the_latency_model_and_counts_wins():
     assert rnd["hypervolume_at_equal_trials"]["median"] == evo["hypervolume_at_equal_trials"]["median"]
 
 
+def test_a_model_every_log_found_cached_is_charged_to_no_run():
+    pts = dict(ratio=[0.9, 0.6], score=[-0.05, -0.2])
+    runs = [dict(_run("evo", "staged", 0, [30, 40], **pts, setup=25), built_model=False),
+            dict(_run("random", "staged", 0, [20, 40], **pts, setup=10), built_model=False)]
+    s = analyze.analyze_target(runs, max_kl=0.25)
+    assert s["latency_model_build_s"] == 0.0 and s["equal_time_s"] == pytest.approx(40.0)
+    # the log names the builder; the other run is charged its extra set-up
+    runs[1]["built_model"] = True
+    runs[1]["setup_s"] = 40
+    s = analyze.analyze_target(runs, max_kl=0.25)
+    assert s["latency_model_build_s"] == pytest.approx(15.0)
+    assert runs[0]["charge_s"] == pytest.approx(15.0) and runs[1]["charge_s"] == 0.0
+
+
 def test_runner_skips_finished_runs_and_builds_a_resumable_command(tmp_path):
     folder = run.run_dir(tmp_path, "demo", "evo", "staged", 2)
     cmd = run.command("demo", "evo", "staged", 2, 30, folder, ["--calibration-samples", "8"])
