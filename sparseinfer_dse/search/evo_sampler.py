@@ -18,13 +18,21 @@ Here each optuna trial is one offspring:
   also walks along the latency axis of the front. One categorical (or stepless float) parameter is
   resampled with probability `resample_prob`. Parameters the parent lacks are sampled at random.
   An offspring identical to an existing trial (any state, other workers' included) is redrawn;
+- with probability `gap_prob` instead a *gap fill*: the two neighbours on the front with the widest
+  gap between them (objectives scaled to the front's range, the width divided by 1 + the fills
+  already tried there) give a child on the segment between them: every stepped parameter at the
+  same fraction (uniform in [0, 1]) of the way from one to the other, on the grid. Level switches
+  and shifts only walk out from front members a step at a time; when the front has a hole (on
+  SmolLM2 on a 2-core CPU the mid-budget profiles were about as fast as dense, so dominated by it,
+  and the front was dense and the fast end only) they may never reach it in a small budget;
 - until `n_startup_trials` trials are COMPLETE, every parameter is sampled at random.
 
 Where it differs from EvoPress: there are two objectives (latency, accuracy) instead of one
 objective under a fixed budget, so selection is Pareto-front membership across trials, not "the
 best of lambda offspring replaces the parent"; optuna proposes one trial at a time, so there are no
 generations and no staged calibration sizes inside the sampler (the search's `staged` fidelity
-plays that role: lm-eval only near the front); the shift move lets the budget drift.
+plays that role: lm-eval only near the front); the shift move lets the budget drift, and the gap fill
+(a recombination of two front members) has no counterpart in EvoPress, which keeps one budget.
 
 The sampler holds no state between trials: every choice is drawn from a generator seeded by
 (seed, trial number) and derived from `study.get_trials()`, so it can be recreated before every
@@ -45,18 +53,20 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 PARENT_KEY = "evo:parent"
+TOWARD_KEY = "evo:toward"  # a gap fill's other end
 
 
 class EvoSampler(optuna.samplers.BaseSampler):
     """(1+lambda)-style evolution over the Pareto front with level-switch mutations (module docstring)."""
 
     def __init__(self, seed: Optional[int] = None, n_startup_trials: int = 4, shift_prob: float = 0.3,
-                 resample_prob: float = 0.1, max_retries: int = 16) -> None:
+                 resample_prob: float = 0.1, max_retries: int = 16, gap_prob: float = 0.3) -> None:
         self._seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
         self.n_startup_trials = n_startup_trials
         self.shift_prob = shift_prob
         self.resample_prob = resample_prob
         self.max_retries = max_retries
+        self.gap_prob = gap_prob
         self._offspring: dict[int, dict[str, Any]] = {}  # trial id -> the values sample_relative chose
 
     # ---- optuna's sampler API --------------------------------------------------------------------
@@ -73,14 +83,18 @@ class EvoSampler(optuna.samplers.BaseSampler):
         if not search_space or set(search_space) <= set(fixed):
             return {}  # starting up, or an enqueued trial: optuna applies its fixed params itself
         trials = study.get_trials(deepcopy=False)
-        parent = self._parent(study, trials, trial)
+        gap = self._gap(study, trials, trial) if self._rng(trial, "move").random() < self.gap_prob else None
+        parent = gap[0] if gap else self._parent(study, trials, trial)
         rng = self._rng(trial, "mutate")
         known = {_key(_params(t), search_space) for t in trials if t.number != trial.number}
         for _ in range(max(1, self.max_retries)):
-            child = self._mutate(study, trial, parent, search_space, rng)
+            child = (self._between(study, trial, gap[0], gap[1], search_space, rng) if gap
+                     else self._mutate(study, trial, parent, search_space, rng))
             if _key(child, search_space) not in known:
                 break
         study._storage.set_trial_system_attr(trial._trial_id, PARENT_KEY, parent.number)
+        if gap:
+            study._storage.set_trial_system_attr(trial._trial_id, TOWARD_KEY, gap[1].number)
         # The parent's values outside the search space are kept for sample_independent.
         self._offspring = {trial._trial_id: {**parent.params, **child}}
         return {k: v for k, v in child.items() if k in search_space}
@@ -111,6 +125,49 @@ class EvoSampler(optuna.samplers.BaseSampler):
                 children[n] += 1
         fewest = min(children.values())
         return self._rng(trial, "parent").choice([t for t in front if children[t.number] == fewest])
+
+    def _gap(self, study: optuna.Study, trials: Sequence[FrozenTrial],
+             trial: FrozenTrial) -> Optional[tuple[FrozenTrial, FrozenTrial]]:
+        """The two front neighbours with the widest gap (scaled objectives; the width divided by
+        1 + the fills already tried between them), in random order; None with fewer than two."""
+        front = pareto_front(_complete(study), study.directions)
+        if len(front) < 2:
+            return None
+        sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
+        pts = np.array([t.values for t in front], dtype=float) * sign
+        span = np.ptp(pts, axis=0)
+        z = (pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0)
+        order = np.lexsort(z.T[::-1])  # along the front: by the first objective, then the next
+        tried: dict[frozenset, int] = {}
+        for t in trials:
+            if TOWARD_KEY in t.system_attrs:
+                pair = frozenset((t.system_attrs[PARENT_KEY], t.system_attrs[TOWARD_KEY]))
+                tried[pair] = tried.get(pair, 0) + 1
+        widths = [float(np.linalg.norm(z[b] - z[a])) / (1 + tried.get(frozenset((front[a].number, front[b].number)), 0))
+                  for a, b in zip(order[:-1], order[1:])]
+        i = int(np.argmax(widths))
+        ends = [front[order[i]], front[order[i + 1]]]
+        self._rng(trial, "gap").shuffle(ends)
+        return ends[0], ends[1]
+
+    def _between(self, study: optuna.Study, trial: FrozenTrial, parent: FrozenTrial, other: FrozenTrial,
+                 space: dict[str, BaseDistribution], rng: random.Random) -> dict[str, Any]:
+        """A gap fill: each stepped parameter the same fraction of the way from `parent`'s level to
+        `other`'s (on the grid); any other parameter from either at random."""
+        frac = rng.random()
+        child: dict[str, Any] = {}
+        for name, dist in space.items():
+            mine, theirs = parent.params.get(name), other.params.get(name)
+            if mine is None or parent.distributions.get(name) != dist:
+                child[name] = _random(rng).sample_independent(study, trial, name, dist)
+            elif theirs is None or other.distributions.get(name) != dist:
+                child[name] = mine
+            elif _grid(dist) is not None:
+                a, b = _index(dist, mine), _index(dist, theirs)
+                child[name] = _value(dist, int(round(a + frac * (b - a))))
+            else:
+                child[name] = mine if rng.random() < 0.5 else theirs
+        return child
 
     def _mutate(self, study: optuna.Study, trial: FrozenTrial, parent: FrozenTrial,
                 space: dict[str, BaseDistribution], rng: random.Random) -> dict[str, Any]:

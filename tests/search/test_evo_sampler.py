@@ -1,5 +1,5 @@
 """EvoSampler (search/evo_sampler.py): level switches keep the budget, stay on the grid, start from
-the Pareto front; random start-up; enqueued trials; determinism; statelessness (recreated before
+the Pareto front; gap fills land between the widest front neighbours and move on; random start-up; enqueued trials; determinism; statelessness (recreated before
 every trial, two workers on one storage); and it beats random search on a toy allocation problem.
 Pure optuna, in-memory studies, a synthetic objective: seconds."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from sparseinfer_dse.errors import OptionError
 from sparseinfer_dse.search.driver import SearchConfig, make_sampler, open_study, run_study
-from sparseinfer_dse.search.evo_sampler import PARENT_KEY, EvoSampler, pareto_front
+from sparseinfer_dse.search.evo_sampler import PARENT_KEY, TOWARD_KEY, EvoSampler, pareto_front
 from sparseinfer_dse.search.options import SearchOptions
 from sparseinfer_dse.search.spaces import make_space, parse_level_grid
 
@@ -57,7 +57,7 @@ def evo_children(study):
 
 def test_level_switch_keeps_the_budget_and_the_grid():
     study = study_with()
-    run(study, lambda n: EvoSampler(seed=n, shift_prob=0.0), 30)
+    run(study, lambda n: EvoSampler(seed=n, shift_prob=0.0, gap_prob=0.0), 30)
     kids = evo_children(study)
     assert len(kids) == 30 - 4
     for t in kids:
@@ -71,7 +71,7 @@ def test_level_switch_keeps_the_budget_and_the_grid():
 
 def test_shift_moves_some_levels_one_step_the_same_way():
     study = study_with()
-    run(study, lambda n: EvoSampler(seed=n, shift_prob=1.0), 16)
+    run(study, lambda n: EvoSampler(seed=n, shift_prob=1.0, gap_prob=0.0), 16)
     sizes = set()
     for t in evo_children(study):
         parent = study.trials[t.system_attrs[PARENT_KEY]]
@@ -88,6 +88,46 @@ def test_parent_is_on_the_front_at_the_time():
     for t in evo_children(study):
         before = [s for s in study.trials[:t.number] if s.state == optuna.trial.TrialState.COMPLETE]
         assert t.system_attrs[PARENT_KEY] in {s.number for s in pareto_front(before, study.directions)}
+
+
+def uniform_trial(study, level, values):
+    params = {f"s{i:03d}": level for i in range(N)}
+    dists = {k: optuna.distributions.FloatDistribution(LOW, HIGH, step=STEP) for k in params}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=list(values)))
+
+
+def dominated(trial):
+    levels(trial)
+    return 2.0, -50.0  # slower and worse than every seeded trial: the front never changes
+
+
+def test_gap_fill_lands_between_the_front_with_a_hole():
+    """The front is dense and the fast end (the mid profile measured slower than dense, as on
+    SmolLM2 on a CPU): a gap fill puts a child on the segment between them."""
+    study = study_with()
+    for level, values in ((0.0, (1.00, 0.0)), (0.5, (1.02, -0.4)), (0.7, (0.80, -2.0)), (0.3, (1.05, -0.1))):
+        uniform_trial(study, level, values)
+    for n in range(6):
+        study.sampler = EvoSampler(seed=n, gap_prob=1.0)
+        study.optimize(dominated, n_trials=1)
+    for t in study.trials[4:]:
+        assert {t.system_attrs[PARENT_KEY], t.system_attrs[TOWARD_KEY]} == {0, 2}
+        assert len(set(t.params.values())) == 1  # one fraction of the way for every layer
+        assert 0 <= grid_index(t.params["s000"]) <= grid_index(0.7) and on_grid(t.params)
+    assert len({t.params["s000"] for t in study.trials[4:]}) > 2
+
+
+def test_gap_fill_moves_to_the_next_gap_once_one_was_tried():
+    study = study_with()
+    for level, values in ((0.0, (1.0, 0.0)), (0.4, (0.6, -1.0)), (0.8, (0.5, -1.5)), (0.2, (1.2, -3.0))):
+        uniform_trial(study, level, values)  # front 0, 1, 2; gaps: 0-1 wide, 1-2 narrower
+    pairs = []
+    for n in range(6):
+        study.sampler = EvoSampler(seed=n, gap_prob=1.0)
+        study.optimize(dominated, n_trials=1)
+        t = study.trials[-1]
+        pairs.append(frozenset((t.system_attrs[PARENT_KEY], t.system_attrs[TOWARD_KEY])))
+    assert pairs[0] == {0, 1} and {1, 2} in pairs and set(pairs) == {frozenset({0, 1}), frozenset({1, 2})}
 
 
 def test_random_until_enough_complete_trials():
@@ -153,7 +193,7 @@ def test_other_distributions_by_kind():
         return 1.0 - float(np.mean(x)) + 0.001 * first, -float(np.sum(WEIGHTS * np.square(x))) - 1e-4 * sum(ranks)
 
     study = study_with()
-    run(study, lambda n: EvoSampler(seed=n, resample_prob=0.5), 25, objective)
+    run(study, lambda n: EvoSampler(seed=n, resample_prob=0.5, gap_prob=0.0), 25, objective)
     kids = evo_children(study)
     assert kids
     for t in kids:
