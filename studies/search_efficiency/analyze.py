@@ -10,10 +10,11 @@ score any run recorded: every point counts) is reported beside it, since the cho
 
 A run's clock starts when its command starts (model load, dense reference and, when not cached, the
 latency model are charged to it) and stops between invocations when it was interrupted and resumed
-(or its budget raised); a trial counts from the moment it completed. Staged runs are
-charged the latency model's one-off build time even when the cache already held the model (the
-build is measured as the extra set-up of the run that built it), since a user pays it once per
-device and model.
+(or its budget raised); a trial counts from the moment it completed. A staged run that found the
+latency model in the cache is charged the model's one-off build when another run of the target
+built it (each run's `search.log` says which: "measuring the latency model" or "latency model from
+the cache"; the build is the builder's set-up minus the others'), since a user pays it once per
+device and model; when every run found it cached, no run is charged.
 
     python studies/search_efficiency/analyze.py studies/search_efficiency/runs
 
@@ -22,8 +23,8 @@ writes `summary.json`, `hypervolume-<target>.png` and prints a table per target.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,5 +224,13 @@ def main(root: str) -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Hypervolume of every benchmark run under RUNS/<target>/, at equal "
+                                     "trial count and equal wall-clock time; writes summary.json and "
+                                     "hypervolume-<target>.png beside RUNS and prints a table per target.")
+    parser.add_argument("runs", nargs="?", default=str(HERE / "runs"),
+                        help="folder of <target>/<sampler>-<latency>-s<seed>/ runs (default: %(default)s)")
+    args = parser.parse_args()
+    if not Path(args.runs).is_dir():
+        parser.error(f"no such folder: {args.runs}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    main(sys.argv[1] if len(sys.argv) > 1 else str(HERE / "runs"))
+    main(args.runs)
