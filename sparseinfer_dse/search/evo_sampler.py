@@ -133,8 +133,7 @@ class EvoSampler(optuna.samplers.BaseSampler):
         front = pareto_front(_complete(study), study.directions)
         if len(front) < 2:
             return None
-        sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
-        pts = np.array([t.values for t in front], dtype=float) * sign
+        pts = _minimised(front, study.directions)
         span = np.ptp(pts, axis=0)
         z = (pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0)
         order = np.lexsort(z.T[::-1])  # along the front: by the first objective, then the next
@@ -245,12 +244,17 @@ def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirect
     """The trials no other trial dominates (no worse in every objective, better in one)."""
     if not trials:
         return []
-    sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
-    pts = np.array([t.values for t in trials], dtype=float) * sign  # all minimised
+    pts = _minimised(trials, directions)
     no_worse = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)  # [q, p]: q no worse than p everywhere
     better = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
     dominated = (no_worse & better).any(axis=0)
     return [t for t, d in zip(trials, dominated) if not d]
+
+
+def _minimised(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> np.ndarray:
+    """The trials' objective values as [trial, objective], every objective turned to be minimised."""
+    sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
+    return np.array([t.values for t in trials], dtype=float) * sign
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
