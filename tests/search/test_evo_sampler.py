@@ -1,6 +1,7 @@
 """EvoSampler (search/evo_sampler.py): level switches keep the budget, stay on the grid, start from
-the Pareto front; gap fills land between the widest front neighbours and move on; random start-up; enqueued trials; determinism; statelessness (recreated before
-every trial, two workers on one storage); and it beats random search on a toy allocation problem.
+the Pareto front; gap fills land between the widest front neighbours and move on; random start-up;
+enqueued trials; determinism; statelessness (recreated before every trial, two workers on one
+storage); and it beats random search on a toy allocation problem.
 Pure optuna, in-memory studies, a synthetic objective: seconds."""
 
 import math
